@@ -1,0 +1,468 @@
+//! The constrained values of a visitor, one newtype each: a value that breaks a rule cannot exist.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+use validator::ValidateEmail;
+
+use crate::error::{ErrorCode, FieldError};
+
+/// Most characters (Unicode scalar values) in a name.
+pub const NAME_MAX_CHARS: usize = 255;
+/// Most characters in an e-mail address.
+pub const EMAIL_MAX_CHARS: usize = 254;
+/// Most characters in a phone number.
+pub const PHONE_MAX_CHARS: usize = 32;
+/// Most characters in the notes.
+pub const NOTES_MAX_CHARS: usize = 10_000;
+/// Most characters in an external id.
+pub const EXTERNAL_ID_MAX_CHARS: usize = 255;
+/// The characters a phone number may hold besides digits.
+pub const PHONE_PUNCTUATION: &str = " +-().";
+
+/// Checks the rules every stored string shares: length in Unicode scalar values and no NUL
+/// character (no database can store it, and no client means it).
+fn check_text(key: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let chars = value.chars().count();
+    if chars < min {
+        return Err(FieldError::new(
+            ErrorCode::Blank,
+            format!("{key} must not be empty"),
+        ));
+    }
+    if chars > max {
+        return Err(FieldError::new(
+            ErrorCode::TooLong,
+            format!("{key} must be at most {max} characters (it has {chars})"),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            ErrorCode::InvalidFormat,
+            format!("{key} must not contain the NUL character"),
+        ));
+    }
+    Ok(())
+}
+
+/// Defines a string newtype whose only constructor is `parse`, which applies `check_text` and
+/// then `$extra` (a `fn(&str) -> Result<(), FieldError>`).
+macro_rules! text_field {
+    ($(#[$doc:meta])* $name:ident, $key:literal, $min:expr, $max:expr, $extra:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The key this value is stored under.
+            pub const KEY: &'static str = $key;
+
+            /// Accepts the value if it keeps every rule of its key.
+            pub fn parse(value: impl Into<String>) -> Result<Self, FieldError> {
+                let value = value.into();
+                check_text($key, &value, $min, $max)?;
+                let extra: fn(&str) -> Result<(), FieldError> = $extra;
+                extra(&value)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = FieldError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn no_extra_rule(_: &str) -> Result<(), FieldError> {
+    Ok(())
+}
+
+fn email_rule(value: &str) -> Result<(), FieldError> {
+    if value.validate_email() {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            ErrorCode::InvalidFormat,
+            "email is not a valid e-mail address",
+        ))
+    }
+}
+
+fn phone_rule(value: &str) -> Result<(), FieldError> {
+    let allowed = |c: char| c.is_ascii_digit() || PHONE_PUNCTUATION.contains(c);
+    if value.chars().all(allowed) && value.chars().any(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            ErrorCode::InvalidFormat,
+            format!(
+                "phone must hold at least one digit and only digits and the characters \"{PHONE_PUNCTUATION}\""
+            ),
+        ))
+    }
+}
+
+text_field!(
+    /// The name shown for the visitor: 1 to 255 characters.
+    Name, "name", 1, NAME_MAX_CHARS, no_extra_rule
+);
+text_field!(
+    /// A valid e-mail address of at most 254 characters.
+    Email, "email", 1, EMAIL_MAX_CHARS, email_rule
+);
+text_field!(
+    /// A phone number: 1 to 32 characters, digits and ` +-().`, at least one digit.
+    Phone, "phone", 1, PHONE_MAX_CHARS, phone_rule
+);
+text_field!(
+    /// Notes about the visitor: 0 to 10,000 characters (an empty string is kept).
+    Notes, "notes", 0, NOTES_MAX_CHARS, no_extra_rule
+);
+text_field!(
+    /// The visitor's id in another system: 1 to 255 characters, unique among visitors.
+    ExternalId, "external_id", 1, EXTERNAL_ID_MAX_CHARS, no_extra_rule
+);
+
+/// A visitor's id: a positive 64-bit integer assigned by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct VisitorId(i64);
+
+impl VisitorId {
+    pub const KEY: &'static str = "id";
+
+    pub fn new(value: i64) -> Result<Self, FieldError> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err(FieldError::new(
+                ErrorCode::InvalidFormat,
+                "id must be a positive integer",
+            ))
+        }
+    }
+
+    /// Parses a path segment: ASCII digits only, a positive value that fits 64 bits.
+    pub fn parse_str(value: &str) -> Result<Self, FieldError> {
+        let invalid = || {
+            FieldError::new(
+                ErrorCode::InvalidFormat,
+                "visitor_id must be a positive 64-bit integer",
+            )
+        };
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        value
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| Self::new(n).ok())
+            .ok_or_else(invalid)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for VisitorId {
+    type Error = FieldError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<VisitorId> for i64 {
+    fn from(value: VisitorId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for VisitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// When the visitor was created: a UTC instant with at most microsecond precision, in the
+/// years 0000 to 9999 so that it always prints as RFC 3339.
+///
+/// Parsed from RFC 3339 with any offset; printed in UTC with a `Z`, with fractional seconds only
+/// when they are not zero (`2014-09-01T10:29:59Z`, `2014-09-01T10:29:59.250Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Created(DateTime<Utc>);
+
+impl Created {
+    pub const KEY: &'static str = "created";
+
+    /// The current time, in whole seconds (the default for a new visitor).
+    pub fn now() -> Self {
+        let now = Utc::now();
+        Self(now.with_nanosecond(0).unwrap_or(now))
+    }
+
+    /// Parses an RFC 3339 date-time with any offset.
+    pub fn parse(value: &str) -> Result<Self, FieldError> {
+        let parsed = DateTime::parse_from_rfc3339(value).map_err(|_| {
+            FieldError::new(
+                ErrorCode::InvalidFormat,
+                "created must be an RFC 3339 date-time, e.g. 2014-09-01T10:29:59Z",
+            )
+        })?;
+        Self::from_datetime(parsed.with_timezone(&Utc))
+    }
+
+    /// Accepts an instant in the years 0000 to 9999 (UTC), dropping precision below the
+    /// microsecond. A leap second rolls over into the next minute.
+    pub fn from_datetime(value: DateTime<Utc>) -> Result<Self, FieldError> {
+        let nanos = value.nanosecond();
+        let (carry, nanos) = if nanos >= 1_000_000_000 {
+            (1, nanos - 1_000_000_000)
+        } else {
+            (0, nanos)
+        };
+        let micros_as_nanos = nanos / 1_000 * 1_000;
+        let normalized = DateTime::from_timestamp(value.timestamp() + carry, micros_as_nanos)
+            .filter(|dt| (0..=9999).contains(&dt.year()))
+            .ok_or_else(|| {
+                FieldError::new(
+                    ErrorCode::InvalidFormat,
+                    "created must fall in the years 0000 to 9999 (UTC)",
+                )
+            })?;
+        Ok(Self(normalized))
+    }
+
+    pub fn get(self) -> DateTime<Utc> {
+        self.0
+    }
+
+    /// The wire form: UTC, `Z`, fractional seconds only when not zero.
+    pub fn to_rfc3339(self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+}
+
+impl TryFrom<String> for Created {
+    type Error = FieldError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Created> for String {
+    fn from(value: Created) -> Self {
+        value.to_rfc3339()
+    }
+}
+
+impl fmt::Display for Created {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code<T: fmt::Debug>(result: Result<T, FieldError>) -> ErrorCode {
+        match result {
+            Ok(value) => panic!("expected an error, got {value:?}"),
+            Err(error) => error.code,
+        }
+    }
+
+    #[test]
+    fn name_length_is_counted_in_unicode_scalar_values() {
+        assert!(Name::parse("é".repeat(NAME_MAX_CHARS)).is_ok());
+        assert_eq!(
+            code(Name::parse("é".repeat(NAME_MAX_CHARS + 1))),
+            ErrorCode::TooLong
+        );
+        assert!(Name::parse("a").is_ok());
+        assert_eq!(code(Name::parse("")), ErrorCode::Blank);
+    }
+
+    #[test]
+    fn names_are_kept_exactly_as_sent() {
+        let name = Name::parse("  Visitor 1 ").map(Name::into_inner);
+        assert_eq!(name.ok().as_deref(), Some("  Visitor 1 "));
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_text_field() {
+        assert_eq!(code(Name::parse("a\0b")), ErrorCode::InvalidFormat);
+        assert_eq!(code(Notes::parse("\0")), ErrorCode::InvalidFormat);
+        assert_eq!(code(ExternalId::parse("x\0")), ErrorCode::InvalidFormat);
+    }
+
+    #[test]
+    fn email_rules() {
+        assert!(Email::parse("visitor1@example.com").is_ok());
+        assert_eq!(
+            code(Email::parse("[email protected]")),
+            ErrorCode::InvalidFormat
+        );
+        assert_eq!(code(Email::parse("no-at-sign")), ErrorCode::InvalidFormat);
+        assert_eq!(code(Email::parse("")), ErrorCode::Blank);
+        // 254 characters in all: 64 in the local part, the rest in labels of at most 63.
+        let domain = format!(
+            "{}.{}.{}.com",
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(57)
+        );
+        let at_limit = format!("{}@{domain}", "a".repeat(64));
+        assert_eq!(at_limit.chars().count(), EMAIL_MAX_CHARS);
+        assert!(Email::parse(at_limit.clone()).is_ok());
+        let over = format!("{}@{domain}x", "a".repeat(64));
+        assert_eq!(code(Email::parse(over)), ErrorCode::TooLong);
+    }
+
+    #[test]
+    fn phone_rules() {
+        assert!(Phone::parse("+65 12345678").is_ok());
+        assert!(Phone::parse("(555) 123-4567.8").is_ok());
+        assert!(Phone::parse("1").is_ok());
+        assert!(Phone::parse("1".repeat(PHONE_MAX_CHARS)).is_ok());
+        assert_eq!(
+            code(Phone::parse("1".repeat(PHONE_MAX_CHARS + 1))),
+            ErrorCode::TooLong
+        );
+        assert_eq!(code(Phone::parse("+ ()-.")), ErrorCode::InvalidFormat);
+        assert_eq!(code(Phone::parse("12a")), ErrorCode::InvalidFormat);
+        assert_eq!(code(Phone::parse("١٢٣")), ErrorCode::InvalidFormat);
+        assert_eq!(code(Phone::parse("")), ErrorCode::Blank);
+    }
+
+    #[test]
+    fn notes_may_be_empty_and_hold_ten_thousand_characters() {
+        assert_eq!(
+            Notes::parse("").map(Notes::into_inner).ok().as_deref(),
+            Some("")
+        );
+        assert!(Notes::parse("ü".repeat(NOTES_MAX_CHARS)).is_ok());
+        assert_eq!(
+            code(Notes::parse("ü".repeat(NOTES_MAX_CHARS + 1))),
+            ErrorCode::TooLong
+        );
+    }
+
+    #[test]
+    fn external_id_rules() {
+        assert!(ExternalId::parse("john_extid").is_ok());
+        assert!(ExternalId::parse("x".repeat(EXTERNAL_ID_MAX_CHARS)).is_ok());
+        assert_eq!(
+            code(ExternalId::parse("x".repeat(EXTERNAL_ID_MAX_CHARS + 1))),
+            ErrorCode::TooLong
+        );
+        assert_eq!(code(ExternalId::parse("")), ErrorCode::Blank);
+    }
+
+    #[test]
+    fn visitor_ids_are_positive_64_bit_integers() {
+        assert_eq!(VisitorId::parse_str("1").map(VisitorId::get).ok(), Some(1));
+        assert_eq!(
+            VisitorId::parse_str("9223372036854775807")
+                .map(VisitorId::get)
+                .ok(),
+            Some(i64::MAX)
+        );
+        for bad in [
+            "0",
+            "-1",
+            "+1",
+            "",
+            "1.0",
+            "abc",
+            "9223372036854775808",
+            " 1",
+        ] {
+            assert!(VisitorId::parse_str(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(VisitorId::new(0).is_err());
+    }
+
+    #[test]
+    fn created_is_written_in_utc_with_z() {
+        let created = Created::parse("2014-09-01T12:29:59+02:00").map(Created::to_rfc3339);
+        assert_eq!(created.ok().as_deref(), Some("2014-09-01T10:29:59Z"));
+    }
+
+    #[test]
+    fn created_keeps_fractional_seconds_only_when_not_zero() {
+        let cases = [
+            ("2014-09-01T10:29:59.250Z", "2014-09-01T10:29:59.250Z"),
+            ("2014-09-01T10:29:59.000Z", "2014-09-01T10:29:59Z"),
+            ("2014-09-01T10:29:59.123456Z", "2014-09-01T10:29:59.123456Z"),
+            (
+                "2014-09-01T10:29:59.1234567Z",
+                "2014-09-01T10:29:59.123456Z",
+            ),
+            ("2014-09-01T10:29:59.5-01:30", "2014-09-01T11:59:59.500Z"),
+        ];
+        for (input, expected) in cases {
+            let written = Created::parse(input).map(Created::to_rfc3339);
+            assert_eq!(written.ok().as_deref(), Some(expected), "input {input}");
+        }
+    }
+
+    #[test]
+    fn created_refuses_what_is_not_rfc_3339_or_leaves_four_digit_years() {
+        for bad in [
+            "2014-09-01",
+            "2014-09-01 10:29:59",
+            "2014-09-01T10:29:59",
+            "yesterday",
+            "2014-13-01T10:29:59Z",
+            "9999-12-31T23:59:59-01:00",
+        ] {
+            assert_eq!(code(Created::parse(bad)), ErrorCode::InvalidFormat, "{bad}");
+        }
+        assert!(Created::parse("0000-01-01T00:00:00Z").is_ok());
+    }
+
+    #[test]
+    fn a_leap_second_rolls_over() {
+        let created = Created::parse("2016-12-31T23:59:60Z").map(Created::to_rfc3339);
+        assert_eq!(created.ok().as_deref(), Some("2017-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn now_is_in_whole_seconds() {
+        assert_eq!(Created::now().get().nanosecond(), 0);
+    }
+}
