@@ -1,1 +1,5 @@
-fn main() {}
+//! The `visitor-http` binary (its routes arrive with the HTTP issue).
+
+fn main() {
+    println!("visitor-http: no routes yet");
+}
