@@ -36,6 +36,10 @@ layering: ## the domain crate must not depend on sqlx, actix-web or tokio
 	    echo "layering: visitor-domain depends on $$dep"; exit 1; fi; \
 	done; echo "layering: visitor-domain is free of sqlx, actix-web and tokio"
 
+openapi: ## rewrite openapi.yaml from the code (a test fails when they differ)
+	$(CARGO) run -q -p visitor-http --bin visitor-http -- --print-openapi > openapi.yaml.tmp
+	mv openapi.yaml.tmp openapi.yaml
+
 db-prepare: tools-sqlx ## refresh the committed .sqlx/ query data from a migrated database
 	DATABASE_URL=$(PREPARE_DATABASE_URL) sqlx database setup --source crates/visitor-store/migrations
 	DATABASE_URL=$(PREPARE_DATABASE_URL) $(CARGO) sqlx prepare --workspace

@@ -1,1 +1,12 @@
+//! Black-box tests of the Visitors API: the real server on port 0, over HTTP, each case on the
+//! in-memory store and on PostgreSQL (a fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod helpers;
+
+mod auth;
+mod binary;
+mod concurrency;
+mod errors;
+mod openapi;
+mod visitors;

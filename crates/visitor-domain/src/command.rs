@@ -144,6 +144,14 @@ pub struct VisitorPatch {
 impl VisitorPatch {
     /// Parses an update body. Every key is checked; the error holds every offending key.
     pub fn from_json(body: &Map<String, Value>) -> Result<Self, ValidationErrors> {
+        let (patch, errors) = Self::from_json_partial(body);
+        errors.into_result(patch)
+    }
+
+    /// Parses an update body into the patch of the keys that are valid, and the errors of the
+    /// others, so that a caller can add the read-only checks of the valid keys
+    /// ([`Self::check_read_only`]) and report every offending key at once.
+    pub fn from_json_partial(body: &Map<String, Value>) -> (Self, ValidationErrors) {
         let mut patch = Self::default();
         let mut errors = ValidationErrors::new();
         for (key, value) in body {
@@ -167,7 +175,7 @@ impl VisitorPatch {
                 errors.add(key.as_str(), error);
             }
         }
-        errors.into_result(patch)
+        (patch, errors)
     }
 
     /// True when applying the patch can change nothing.

@@ -93,6 +93,13 @@ impl ValidationErrors {
         self.0.entry(key.into()).or_default().push(error);
     }
 
+    /// Adds every error of `other`.
+    pub fn merge(&mut self, other: Self) {
+        for (key, errors) in other.0 {
+            self.0.entry(key).or_default().extend(errors);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

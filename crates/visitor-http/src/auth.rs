@@ -1,0 +1,261 @@
+//! Bearer-token authentication and the administrator-only rule.
+//!
+//! Tokens are configured as `ROLE:TOKEN` or `ROLE:sha256:<hex digest of the token>`. Only their
+//! SHA-256 digests are kept; a presented token is hashed and compared with every digest in
+//! constant time, so neither the comparison's time nor the process's memory reveals a token.
+
+use std::fmt;
+use std::str::FromStr;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May create, show and update visitors.
+    Administrator,
+    /// Known, but allowed none of the Visitors operations.
+    Agent,
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "administrator" | "admin" => Ok(Self::Administrator),
+            "agent" => Ok(Self::Agent),
+            other => Err(format!(
+                "unknown role {other:?}: expected administrator or agent"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Administrator => "administrator",
+            Self::Agent => "agent",
+        })
+    }
+}
+
+type TokenDigest = [u8; 32];
+
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// One configured token: its role and the SHA-256 digest of the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub role: Role,
+    digest: TokenDigest,
+}
+
+impl fmt::Debug for TokenSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSpec")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSpec {
+    /// A token given in plain text.
+    pub fn plain(role: Role, token: &SecretString) -> Self {
+        Self {
+            role,
+            digest: digest(token.expose_secret()),
+        }
+    }
+
+    /// Parses `ROLE:TOKEN` or `ROLE:sha256:<64 hex digits>`.
+    pub fn parse(spec: &SecretString) -> Result<Self, String> {
+        let spec = spec.expose_secret().trim();
+        let (role, token) = spec
+            .split_once(':')
+            .ok_or("a token must be given as ROLE:TOKEN (e.g. administrator:s3cret)")?;
+        let role: Role = role.parse()?;
+        if let Some(hex_digest) = token.strip_prefix("sha256:") {
+            let mut digest = [0_u8; 32];
+            hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| {
+                format!("the {role} token's sha256: digest must be 64 hexadecimal digits")
+            })?;
+            return Ok(Self { role, digest });
+        }
+        if token.is_empty() {
+            return Err(format!("the {role} token is empty"));
+        }
+        Ok(Self::plain(role, &SecretString::from(token)))
+    }
+}
+
+/// The configured tokens.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRegistry {
+    tokens: Vec<TokenSpec>,
+}
+
+impl TokenRegistry {
+    pub fn new(tokens: Vec<TokenSpec>) -> Self {
+        Self { tokens }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The role of a presented token, comparing its digest with every configured one in
+    /// constant time.
+    pub fn role_of(&self, presented: &str) -> Option<Role> {
+        let presented = digest(presented);
+        let mut role = None;
+        for spec in &self.tokens {
+            if bool::from(spec.digest.ct_eq(&presented)) {
+                role = Some(spec.role);
+            }
+        }
+        role
+    }
+
+    /// Checks an `Authorization` header value: `Bearer <token>` with a known administrator
+    /// token passes.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<Role, ApiError> {
+        let token = authorization
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        match self.role_of(token) {
+            Some(Role::Administrator) => Ok(Role::Administrator),
+            Some(Role::Agent) => Err(ApiError::Forbidden),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// True for the paths of the API proper, which need a token.
+fn is_api_path(path: &str) -> bool {
+    path == "/api/v2" || path.starts_with("/api/v2/")
+}
+
+/// Middleware: every `/api/v2/...` request needs an administrator's bearer token.
+/// Refusals are answered here, as responses, without calling the routes.
+pub async fn require_administrator(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if is_api_path(req.path()) {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let verdict = match req.app_data::<Data<TokenRegistry>>() {
+            Some(registry) => registry.authorize(authorization),
+            None => Err(ApiError::internal("the token registry is not configured")),
+        };
+        if let Err(refusal) = verdict {
+            return Ok(req.error_response(refusal).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> TokenRegistry {
+        let specs = ["administrator:admin-token", "agent:agent-token"];
+        let mut tokens: Vec<TokenSpec> = specs
+            .iter()
+            .map(|s| TokenSpec::parse(&SecretString::from(*s)).unwrap())
+            .collect();
+        let hashed = hex::encode(Sha256::digest(b"hashed-token"));
+        tokens.push(
+            TokenSpec::parse(&SecretString::from(format!(
+                "administrator:sha256:{hashed}"
+            )))
+            .unwrap(),
+        );
+        TokenRegistry::new(tokens)
+    }
+
+    #[test]
+    fn administrators_pass_and_agents_are_forbidden() {
+        let registry = registry();
+        assert_eq!(
+            registry.authorize(Some("Bearer admin-token")).ok(),
+            Some(Role::Administrator)
+        );
+        assert!(registry.authorize(Some("bearer admin-token")).is_ok());
+        assert!(matches!(
+            registry.authorize(Some("Bearer agent-token")),
+            Err(ApiError::Forbidden)
+        ));
+    }
+
+    #[test]
+    fn a_digest_stands_for_its_token() {
+        let registry = registry();
+        assert!(registry.authorize(Some("Bearer hashed-token")).is_ok());
+        let hashed = hex::encode(Sha256::digest(b"hashed-token"));
+        assert!(matches!(
+            registry.authorize(Some(&format!("Bearer sha256:{hashed}"))),
+            Err(ApiError::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn anything_else_is_unauthorized() {
+        let registry = registry();
+        for header in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic YWRtaW46YWRtaW4="),
+            Some("Token admin-token"),
+            Some("Bearer admin-token-2"),
+            Some("Bearer ADMIN-TOKEN"),
+        ] {
+            assert!(
+                matches!(registry.authorize(header), Err(ApiError::Unauthorized)),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        for bad in [
+            "admin-token",
+            "owner:x",
+            "administrator:",
+            "administrator:sha256:abc",
+            "agent:sha256:zz",
+        ] {
+            assert!(TokenSpec::parse(&SecretString::from(bad)).is_err(), "{bad}");
+        }
+        assert!(TokenSpec::parse(&SecretString::from("admin:a:b:c")).is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let spec = TokenSpec::parse(&SecretString::from("administrator:very-secret")).unwrap();
+        let shown = format!("{spec:?} {:?}", registry());
+        assert!(!shown.contains("very-secret") && !shown.contains("admin-token"));
+    }
+}

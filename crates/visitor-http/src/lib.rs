@@ -1,0 +1,14 @@
+//! The Visitors API service: HTTP routes over a [`visitor_store::VisitorStore`], bearer auth,
+//! the JSON error envelope, configuration, logging and the OpenAPI document with Swagger UI.
+//! Only this crate knows HTTP.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::{AppState, Application, ServerOptions};

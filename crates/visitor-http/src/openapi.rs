@@ -1,0 +1,408 @@
+//! The OpenAPI document, generated from the handlers' annotations and the schema types below,
+//! then completed by [`Completion`]: the bearer scheme, every error response each operation can
+//! give (from [`ApiError`]'s one table), and the legacy paths marked deprecated.
+
+use serde_json::{json, Value};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, Deprecated, ObjectBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder, Type,
+};
+use utoipa::{Modify, OpenApi};
+use visitor_domain::{ErrorCode, FieldError, ValidationErrors};
+
+use crate::error::ApiError;
+use crate::routes::{LEGACY_VISITORS_PATH, VISITORS_PATH};
+
+/// The seed document's visitor, as its examples show it (its e-mail address was hidden when the
+/// page was copied; the seed's text is kept here word for word).
+pub fn seed_visitor() -> Value {
+    json!({
+        "banned": false,
+        "created": "2014-09-01T10:29:59Z",
+        "email": "[email protected]",
+        "external_id": "john_extid",
+        "id": 1,
+        "name": "Visitor 1",
+        "notes": "This visitor is really cool.",
+        "phone": "+65 12345678"
+    })
+}
+
+/// The seed's Update Visitor response: the visitor after `{"name": "John"}`.
+pub fn seed_updated_visitor() -> Value {
+    let mut visitor = seed_visitor();
+    visitor["name"] = json!("John");
+    visitor
+}
+
+/// The seed's Create Visitor request, with a real e-mail address in place of the hidden one.
+pub fn seed_create_request() -> Value {
+    json!({
+        "name": "Visitor 1",
+        "email": "visitor1@example.com",
+        "notes": "This visitor is really cool.",
+        "phone": "+65 12345678"
+    })
+}
+
+/// Types that exist only to describe the wire format in the document.
+#[allow(dead_code)]
+pub mod schemas {
+    use utoipa::ToSchema;
+
+    /// Visitors are represented as JSON objects with the following properties.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!(super::seed_visitor()))]
+    pub struct Visitor {
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        #[schema(default = false)]
+        banned: bool,
+        /// The create date for the visitor
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+        /// The email ID of the visitor
+        email: Option<String>,
+        /// The external ID of the visitor
+        #[schema(read_only)]
+        external_id: Option<String>,
+        /// The ID of the visitor
+        #[serde(default)]
+        #[schema(read_only, format = Int64)]
+        id: i64,
+        /// The name to be displayed for the visitor
+        name: Option<String>,
+        /// Any additional notes about the visitor
+        #[schema(read_only)]
+        notes: Option<String>,
+        /// The phone number of the visitor (if available)
+        phone: Option<String>,
+    }
+
+    /// The body of Create Visitor. Every key is optional; `id` is assigned by the server and
+    /// any other key is refused (422). `external_id` and `notes` can be set only here.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!(super::seed_create_request()))]
+    #[serde(deny_unknown_fields)]
+    pub struct VisitorCreate {
+        /// The name to be displayed for the visitor
+        #[schema(min_length = 1, max_length = 255)]
+        name: Option<String>,
+        /// The email ID of the visitor
+        #[schema(format = Email, max_length = 254)]
+        email: Option<String>,
+        /// The phone number of the visitor (if available)
+        #[schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$"
+        )]
+        phone: Option<String>,
+        /// Any additional notes about the visitor (fixed once the visitor exists)
+        #[schema(max_length = 10000)]
+        notes: Option<String>,
+        /// The external ID of the visitor: unique among visitors (fixed once the visitor exists)
+        #[schema(min_length = 1, max_length = 255)]
+        external_id: Option<String>,
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        #[schema(default = false)]
+        banned: bool,
+        /// The create date for the visitor (RFC 3339, any offset; defaults to now)
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+    }
+
+    /// The body of Update Visitor: the keys to change (a partial merge; `{}` changes nothing).
+    /// `null` clears `name`, `email` or `phone`. The read-only keys `id`, `external_id` and
+    /// `notes` may be sent back only with their stored value; any other key is refused (422).
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!({"name": "John"}))]
+    #[serde(deny_unknown_fields)]
+    pub struct VisitorUpdate {
+        /// The name to be displayed for the visitor
+        #[schema(min_length = 1, max_length = 255)]
+        name: Option<String>,
+        /// The email ID of the visitor
+        #[schema(format = Email, max_length = 254)]
+        email: Option<String>,
+        /// The phone number of the visitor (if available)
+        #[schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$"
+        )]
+        phone: Option<String>,
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        banned: bool,
+        /// The create date for the visitor (RFC 3339, any offset)
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+        /// Read-only: accepted only when equal to the stored value
+        #[serde(default)]
+        #[schema(format = Int64)]
+        id: i64,
+        /// Read-only: accepted only when equal to the stored value
+        external_id: Option<String>,
+        /// Read-only: accepted only when equal to the stored value
+        notes: Option<String>,
+    }
+
+    /// One problem with one key.
+    #[derive(Debug, ToSchema)]
+    pub struct FieldProblem {
+        /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly or UnknownField
+        error: String,
+        /// A sentence for people
+        description: String,
+    }
+
+    /// The body of every error response.
+    #[derive(Debug, ToSchema)]
+    pub struct Error {
+        /// A stable code, e.g. RecordInvalid, RecordNotFound, Unauthorized
+        error: String,
+        /// A sentence for people
+        description: String,
+        /// Only on 422: each offending key and its problems
+        details: Option<std::collections::HashMap<String, Vec<FieldProblem>>>,
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Visitors API",
+        description = "A self-hosted implementation of the Zendesk Chat Visitors API: get or set Visitor information.",
+        version = "2.0.0",
+    ),
+    paths(crate::routes::create_visitor, crate::routes::show_visitor, crate::routes::update_visitor),
+    components(schemas(
+        schemas::Visitor,
+        schemas::VisitorCreate,
+        schemas::VisitorUpdate,
+        schemas::Error,
+        schemas::FieldProblem
+    )),
+    tags((name = "Visitors", description = "You can use the API to get or set Visitor information.")),
+    modifiers(&Completion),
+)]
+struct ApiDoc;
+
+/// The document served at `/api-docs/openapi.json` and committed as `openapi.yaml`.
+pub fn document() -> OpenApiDoc {
+    ApiDoc::openapi()
+}
+
+/// The document as YAML, as committed in `openapi.yaml`.
+pub fn document_yaml() -> Result<String, serde_json::Error> {
+    let value = serde_json::to_value(document())?;
+    let mut out = String::new();
+    write_yaml(&value, 0, &mut out);
+    Ok(out)
+}
+
+/// Writes a JSON value as block YAML. Every string is double-quoted (JSON escapes are valid YAML),
+/// so no reader can take `2014-09-01T10:29:59Z` for a timestamp or `'201'` for a number.
+fn write_yaml(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, item) in map {
+                out.push_str(&pad);
+                out.push_str(&yaml_key(key));
+                out.push(':');
+                write_yaml_child(item, indent, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                out.push_str(&pad);
+                out.push('-');
+                write_yaml_child(item, indent, out);
+            }
+        }
+        scalar => {
+            out.push_str(&pad);
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn write_yaml_child(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            out.push('\n');
+            write_yaml(value, indent + 2, out);
+        }
+        Value::Array(items) if !items.is_empty() => {
+            out.push('\n');
+            write_yaml(value, indent + 2, out);
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn yaml_key(key: &str) -> String {
+    let plain = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '$' || c == '_')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "$_-".contains(c));
+    if plain {
+        key.to_owned()
+    } else {
+        Value::from(key).to_string()
+    }
+}
+
+/// The error statuses each operation can give.
+fn error_statuses(method: &HttpMethod) -> &'static [u16] {
+    match method {
+        HttpMethod::Post => &[400, 401, 403, 409, 413, 415, 422, 500, 503],
+        HttpMethod::Put => &[400, 401, 403, 404, 413, 415, 422, 500, 503],
+        _ => &[400, 401, 403, 404, 500, 503],
+    }
+}
+
+/// A representative error of each status, as the service writes it.
+fn sample_error(status: u16) -> ApiError {
+    match status {
+        400 => ApiError::BadRequest(
+            "the body is not valid JSON: EOF while parsing a value at line 1 column 0".into(),
+        ),
+        401 => ApiError::Unauthorized,
+        403 => ApiError::Forbidden,
+        404 => ApiError::RecordNotFound,
+        409 => ApiError::Conflict,
+        413 => ApiError::PayloadTooLarge,
+        415 => ApiError::UnsupportedMediaType,
+        422 => ApiError::RecordInvalid(ValidationErrors::single(
+            "email",
+            FieldError::new(
+                ErrorCode::InvalidFormat,
+                "email is not a valid e-mail address",
+            ),
+        )),
+        503 => ApiError::ServiceUnavailable("unavailable".into()),
+        _ => ApiError::internal("sample"),
+    }
+}
+
+fn error_response(status: u16) -> utoipa::openapi::Response {
+    let error = sample_error(status);
+    let (_, code) = error.status_and_code();
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Error")))
+        .example(serde_json::to_value(error.body()).ok())
+        .build();
+    let mut response = ResponseBuilder::new()
+        .description(format!("{code}: {}", error.description()))
+        .content("application/json", content);
+    let string_header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    match status {
+        401 => {
+            response = response.header("WWW-Authenticate", string_header("Always `Bearer`"));
+        }
+        503 => {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            );
+        }
+        _ => {}
+    }
+    response.build()
+}
+
+/// Completes the generated document: see the module documentation.
+struct Completion;
+
+impl Modify for Completion {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token configured with --token / VISITORS_TOKENS (role administrator)",
+                    ))
+                    .build(),
+            ),
+        );
+
+        for item in openapi.paths.paths.values_mut() {
+            for (method, operation) in operations(item) {
+                for status in error_statuses(&method) {
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), error_response(*status).into());
+                }
+            }
+        }
+
+        let legacy: Vec<_> = openapi
+            .paths
+            .paths
+            .iter()
+            .filter_map(|(path, item)| {
+                let suffix = path.strip_prefix(VISITORS_PATH)?;
+                let mut item = item.clone();
+                for (_, operation) in operations(&mut item) {
+                    operation.deprecated = Some(Deprecated::True);
+                    operation.operation_id = operation
+                        .operation_id
+                        .as_ref()
+                        .map(|id| format!("{id}Legacy"));
+                    operation.summary = operation
+                        .summary
+                        .as_ref()
+                        .map(|summary| format!("{summary} (legacy path)"));
+                }
+                Some((format!("{LEGACY_VISITORS_PATH}{suffix}"), item))
+            })
+            .collect();
+        openapi.paths.paths.extend(legacy);
+    }
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (HttpMethod, &mut Operation)> {
+    [
+        (HttpMethod::Get, item.get.as_mut()),
+        (HttpMethod::Put, item.put.as_mut()),
+        (HttpMethod::Post, item.post.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.map(|op| (method, op)))
+}

@@ -1,0 +1,118 @@
+//! Builds the application around a bound listener (port 0 works) and runs it, so that `main`
+//! and the tests start exactly the same server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::web::Data;
+use actix_web::{web, App, HttpServer};
+use utoipa_swagger_ui::SwaggerUi;
+use visitor_store::{SharedStore, VisitorStore};
+
+use crate::auth::{require_administrator, TokenRegistry};
+use crate::routes;
+use crate::telemetry::request_context;
+
+/// What the application serves from.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub tokens: TokenRegistry,
+}
+
+/// How the HTTP server runs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Worker threads; `None` is one per core.
+    pub workers: Option<usize>,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Stop on SIGINT / SIGTERM (off in tests, which stop the server through its handle).
+    pub handle_signals: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            shutdown_timeout: Duration::from_secs(30),
+            handle_signals: true,
+        }
+    }
+}
+
+/// A server bound to its listener, not yet running.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds the server on `listener`.
+    pub fn build(
+        state: AppState,
+        listener: TcpListener,
+        options: &ServerOptions,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let store: Data<dyn VisitorStore> = Data::from(Arc::clone(&state.store));
+        let tokens = Data::new(state.tokens);
+        let openapi = crate::openapi::document();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(store.clone())
+                .app_data(tokens.clone())
+                .configure(routes::configure)
+                .service(web::redirect("/swagger-ui", "/swagger-ui/"))
+                .service(
+                    SwaggerUi::new("/swagger-ui/{_:.*}")
+                        .url("/api-docs/openapi.json", openapi.clone()),
+                )
+                .default_service(web::to(routes::not_found))
+                .wrap(from_fn(require_administrator))
+                .wrap(from_fn(request_context))
+        })
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        .listen(listener)?;
+        if let Some(workers) = options.workers {
+            server = server.workers(workers.max(1));
+        }
+        if !options.handle_signals {
+            server = server.disable_signals();
+        }
+        Ok(Self {
+            addr,
+            server: server.run(),
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A handle that stops the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (by a signal or through the handle); in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,140 @@
+//! Logging: the tracing subscriber, and the middleware that gives every request an id, one log
+//! line, and a JSON body for any error that reached it without one.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError};
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::error::{cause_chain, ApiError};
+
+/// The header that carries the request id.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+pub fn init(format: Option<LogFormat>) {
+    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// The request's id, kept in its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An incoming id is kept when it is 1 to 128 characters of `A-Z a-z 0-9 - _ . : /`.
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = (1..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+    ok.then(|| text.to_owned())
+}
+
+/// Middleware (outermost): assigns the request id, runs the request in a span that carries it,
+/// turns any error without a JSON body into the envelope, sets `X-Request-Id`, and logs one line.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id);
+
+    // Inner layers answer errors as responses; an `Err` here would be a bug in one of them.
+    let response = next.call(req).instrument(span.clone()).await?;
+    let mut response = envelope_bare_errors(response.map_into_boxed_body());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+
+    let status = response.status().as_u16();
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    if status >= 500 {
+        let cause = response
+            .response()
+            .error()
+            .map(|error| match error.as_error::<ApiError>() {
+                Some(api_error) => cause_chain(api_error),
+                None => error.to_string(),
+            })
+            .unwrap_or_default();
+        tracing::error!(%method, %route, status, latency_ms, %request_id, %cause, "request failed");
+    } else {
+        tracing::info!(%method, %route, status, latency_ms, %request_id, "request");
+    }
+    Ok(response)
+}
+
+/// Gives an error response that some other layer wrote (plain text, or no body) the JSON
+/// envelope, so clients only ever see JSON errors.
+fn envelope_bare_errors(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = ApiError::from_status(status);
+    let (request, old) = response.into_parts();
+    let mut replacement = error.error_response();
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replacement
+                .headers_mut()
+                .insert(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(request, replacement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        let keep = |s: &str| sane_request_id(&HeaderValue::from_str(s).unwrap());
+        assert_eq!(keep("abc-123_x.y:z/1").as_deref(), Some("abc-123_x.y:z/1"));
+        assert_eq!(keep(""), None);
+        assert_eq!(keep("has space"), None);
+        assert_eq!(keep("<script>"), None);
+        assert_eq!(keep(&"a".repeat(129)), None);
+        assert!(keep(&"a".repeat(128)).is_some());
+    }
+}

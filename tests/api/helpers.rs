@@ -1,0 +1,224 @@
+//! Starts the real server on port 0 over a store, and talks to it over HTTP.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
+use visitor_http::{AppState, Application, ServerOptions};
+use visitor_store::{MemoryStore, PgStore, SharedStore};
+
+pub const ADMIN_TOKEN: &str = "admin-test-token";
+pub const AGENT_TOKEN: &str = "agent-test-token";
+/// An administrator token configured only as its SHA-256 digest.
+pub const HASHED_ADMIN_TOKEN: &str = "hashed-admin-token";
+
+/// Runs each listed case once on the in-memory store and once on PostgreSQL (a fresh database
+/// per test). A case is `async fn(&TestApp)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let app = $crate::helpers::spawn_memory().await;
+                    super::$case(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $case(pool: sqlx::PgPool) {
+                    let app = $crate::helpers::spawn_postgres(&pool).await;
+                    super::$case(&app).await;
+                    app.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    pool: Option<PgPool>,
+}
+
+fn tokens() -> TokenRegistry {
+    let hashed = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(HASHED_ADMIN_TOKEN));
+    let hashed = TokenSpec::parse(&format!("administrator:sha256:{hashed}").into()).unwrap();
+    TokenRegistry::new(vec![
+        TokenSpec::plain(Role::Administrator, &ADMIN_TOKEN.into()),
+        TokenSpec::plain(Role::Agent, &AGENT_TOKEN.into()),
+        hashed,
+    ])
+}
+
+pub async fn spawn_with(store: SharedStore, pool: Option<PgPool>) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let options = ServerOptions {
+        workers: Some(2),
+        shutdown_timeout: Duration::from_secs(1),
+        handle_signals: false,
+    };
+    let state = AppState {
+        store,
+        tokens: tokens(),
+    };
+    let app = Application::build(state, listener, &options).unwrap();
+    let base = format!("http://{}", app.addr());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        handle,
+        pool,
+    }
+}
+
+pub async fn spawn_memory() -> TestApp {
+    spawn_with(Arc::new(MemoryStore::new()), None).await
+}
+
+/// The server gets its own pool on the test's fresh database, closed by [`TestApp::stop`].
+pub async fn spawn_postgres(test_pool: &PgPool) -> TestApp {
+    let options = (*test_pool.connect_options()).clone();
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect_lazy_with(options);
+    spawn_with(Arc::new(PgStore::from_pool(pool.clone())), Some(pool)).await
+}
+
+/// An answer: status, headers and the body parsed as JSON (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and the error envelope's `error` code; returns self.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "error bodies are JSON"
+        );
+        assert_eq!(self.body["error"], code, "body: {}", self.text);
+        assert!(
+            self.body["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "body: {}",
+            self.text
+        );
+        let keys: Vec<&String> = self.body.as_object().unwrap().keys().collect();
+        let expected: &[&str] = if status == 422 {
+            &["error", "description", "details"]
+        } else {
+            &["error", "description"]
+        };
+        assert_eq!(keys, expected, "envelope keys");
+        self
+    }
+
+    /// The keys named in a 422's `details`, sorted.
+    pub fn detail_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.body["details"]
+            .as_object()
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    pub fn id(&self) -> i64 {
+        self.body["id"].as_i64().unwrap()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the administrator's token.
+    pub fn admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn create(&self, body: &Value) -> Answer {
+        self.send(self.admin(Method::POST, "/api/v2/chat/visitors").json(body))
+            .await
+    }
+
+    /// Creates a visitor that must succeed; returns its JSON.
+    pub async fn created(&self, body: &Value) -> Value {
+        let answer = self.create(body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+        answer.body
+    }
+
+    pub async fn show(&self, id: impl std::fmt::Display) -> Answer {
+        self.send(self.admin(Method::GET, &format!("/api/v2/chat/visitors/{id}")))
+            .await
+    }
+
+    pub async fn update(&self, id: impl std::fmt::Display, body: &Value) -> Answer {
+        self.send(
+            self.admin(Method::PUT, &format!("/api/v2/chat/visitors/{id}"))
+                .json(body),
+        )
+        .await
+    }
+
+    /// Stops the server and closes its database pool (so the test database can be dropped).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Some(pool) = self.pool {
+            pool.close().await;
+        }
+    }
+}
