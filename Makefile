@@ -23,6 +23,7 @@ test: test-rust ## run every test (needs PostgreSQL on 127.0.0.1:5432)
 
 test-rust: tools-nextest
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { echo "make test: no PostgreSQL answers on 127.0.0.1:5432 (start it, or set TEST_DATABASE_URL)"; exit 1; }
+	$(CARGO) build -p visitor-http --bin visitor-http
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) nextest run --workspace --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) test --workspace --doc
 

@@ -29,7 +29,9 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Child {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().expect("the visitor-http binary is built")
+    command
+        .spawn()
+        .expect("target/debug/visitor-http is built (make test builds it first)")
 }
 
 /// Reads stdout lines until the `listening on` line; returns (address, lines read before it).

@@ -101,7 +101,7 @@ async fn the_visitor_schema_matches_the_seed_point_by_point() {
     assert_eq!(
         visitor["example"],
         json!({
-            "banned": false, "created": "2014-09-01T10:29:59Z", "email": "[email protected]",
+            "banned": false, "created": "2014-09-01T10:29:59Z", "email": "[email\u{a0}protected]",
             "external_id": "john_extid", "id": 1, "name": "Visitor 1",
             "notes": "This visitor is really cool.", "phone": "+65 12345678"
         })

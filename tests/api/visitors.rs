@@ -247,7 +247,7 @@ async fn create_refuses_id_unknown_keys_wrong_types_and_nulls_naming_every_key(a
             "banned": "yes",
             "created": null,
             "name": 42,
-            "email": "[email protected]",
+            "email": "[email\u{a0}protected]",
             "phone": "call me",
             "notes": ["x"],
             "external_id": ""

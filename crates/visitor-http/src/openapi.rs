@@ -4,10 +4,12 @@
 
 use serde_json::{json, Value};
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, Deprecated, ObjectBuilder, OpenApi as OpenApiDoc, Ref, ResponseBuilder, Type,
+    ContentBuilder, Deprecated, ObjectBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder,
+    Type,
 };
 use utoipa::{Modify, OpenApi};
 use visitor_domain::{ErrorCode, FieldError, ValidationErrors};
@@ -15,13 +17,13 @@ use visitor_domain::{ErrorCode, FieldError, ValidationErrors};
 use crate::error::ApiError;
 use crate::routes::{LEGACY_VISITORS_PATH, VISITORS_PATH};
 
-/// The seed document's visitor, as its examples show it (its e-mail address was hidden when the
-/// page was copied; the seed's text is kept here word for word).
+/// The seed document's visitor, as its examples show it, to the character: its e-mail address
+/// (with a no-break space) was hidden when the page was copied, and is kept as the seed has it.
 pub fn seed_visitor() -> Value {
     json!({
         "banned": false,
         "created": "2014-09-01T10:29:59Z",
-        "email": "[email protected]",
+        "email": "[email\u{a0}protected]",
         "external_id": "john_extid",
         "id": 1,
         "name": "Visitor 1",
@@ -89,7 +91,7 @@ pub mod schemas {
     #[serde(deny_unknown_fields)]
     pub struct VisitorCreate {
         /// The name to be displayed for the visitor
-        #[schema(min_length = 1, max_length = 255)]
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
         name: Option<String>,
         /// The email ID of the visitor
         #[schema(format = Email, max_length = 254)]
@@ -102,10 +104,10 @@ pub mod schemas {
         )]
         phone: Option<String>,
         /// Any additional notes about the visitor (fixed once the visitor exists)
-        #[schema(max_length = 10000)]
+        #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
         notes: Option<String>,
         /// The external ID of the visitor: unique among visitors (fixed once the visitor exists)
-        #[schema(min_length = 1, max_length = 255)]
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
         external_id: Option<String>,
         /// Whether the visitor is currently banned or not
         #[serde(default)]
@@ -125,7 +127,7 @@ pub mod schemas {
     #[serde(deny_unknown_fields)]
     pub struct VisitorUpdate {
         /// The name to be displayed for the visitor
-        #[schema(min_length = 1, max_length = 255)]
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
         name: Option<String>,
         /// The email ID of the visitor
         #[schema(format = Email, max_length = 254)]
@@ -196,13 +198,42 @@ pub mod schemas {
 struct ApiDoc;
 
 /// The document served at `/api-docs/openapi.json` and committed as `openapi.yaml`.
-pub fn document() -> OpenApiDoc {
-    ApiDoc::openapi()
+pub fn document() -> Result<Value, serde_json::Error> {
+    let mut value = serde_json::to_value(ApiDoc::openapi())?;
+    camel_case_link_keys(&mut value);
+    Ok(value)
+}
+
+/// utoipa 5 writes a Link's fields in snake case (`operation_id`); OpenAPI spells them in camel
+/// case (`operationId`). Renames them inside every response's `links`.
+fn camel_case_link_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Object(links)) = map.get_mut("links") {
+                for link in links.values_mut() {
+                    if let Value::Object(link) = link {
+                        for (snake, camel) in [
+                            ("operation_id", "operationId"),
+                            ("operation_ref", "operationRef"),
+                            ("request_body", "requestBody"),
+                        ] {
+                            if let Some(field) = link.shift_remove(snake) {
+                                link.insert(camel.to_owned(), field);
+                            }
+                        }
+                    }
+                }
+            }
+            map.values_mut().for_each(camel_case_link_keys);
+        }
+        Value::Array(items) => items.iter_mut().for_each(camel_case_link_keys),
+        _ => {}
+    }
 }
 
 /// The document as YAML, as committed in `openapi.yaml`.
 pub fn document_yaml() -> Result<String, serde_json::Error> {
-    let value = serde_json::to_value(document())?;
+    let value = document()?;
     let mut out = String::new();
     write_yaml(&value, 0, &mut out);
     Ok(out)
@@ -370,6 +401,8 @@ impl Modify for Completion {
             }
         }
 
+        link_create_to_show_and_update(openapi, "");
+
         let legacy: Vec<_> = openapi
             .paths
             .paths
@@ -392,6 +425,44 @@ impl Modify for Completion {
             })
             .collect();
         openapi.paths.paths.extend(legacy);
+        link_create_to_show_and_update(openapi, "Legacy");
+    }
+}
+
+/// Links from Create's 201 to Show and Update of the visitor it made (`visitor_id` from the
+/// body's `id`), so that clients and fuzzers can follow them. `suffix` picks the operation
+/// family ("" for the current paths, "Legacy" for the legacy ones).
+fn link_create_to_show_and_update(openapi: &mut OpenApiDoc, suffix: &str) {
+    let create_id = format!("createVisitor{suffix}");
+    for item in openapi.paths.paths.values_mut() {
+        let Some(create) = item.post.as_mut() else {
+            continue;
+        };
+        if create.operation_id.as_deref() != Some(create_id.as_str()) {
+            continue;
+        }
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+            continue;
+        };
+        for (name, target, description) in [
+            (
+                "ShowVisitor",
+                "showVisitor",
+                "Show the visitor just created",
+            ),
+            (
+                "UpdateVisitor",
+                "updateVisitor",
+                "Update the visitor just created",
+            ),
+        ] {
+            let link = LinkBuilder::new()
+                .operation_id(format!("{target}{suffix}"))
+                .parameter("visitor_id", "$response.body#/id")
+                .description(description)
+                .build();
+            created.links.insert(name.to_owned(), RefOr::T(link));
+        }
     }
 }
 

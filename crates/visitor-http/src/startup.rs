@@ -68,7 +68,7 @@ impl Application {
         let addr = listener.local_addr()?;
         let store: Data<dyn VisitorStore> = Data::from(Arc::clone(&state.store));
         let tokens = Data::new(state.tokens);
-        let openapi = crate::openapi::document();
+        let openapi = crate::openapi::document().map_err(std::io::Error::other)?;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
@@ -77,7 +77,7 @@ impl Application {
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
                 .service(
                     SwaggerUi::new("/swagger-ui/{_:.*}")
-                        .url("/api-docs/openapi.json", openapi.clone()),
+                        .external_url_unchecked("/api-docs/openapi.json", openapi.clone()),
                 )
                 .default_service(web::to(routes::not_found))
                 .wrap(from_fn(require_administrator))
