@@ -11,7 +11,12 @@ CARGO ?= cargo
 NEXTEST_VERSION ?= 0.9.143
 SQLX_CLI_VERSION ?= 0.8.6
 
-.PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx
+E2E := tests/e2e
+E2E_PY := $(E2E)/.venv/bin/python
+
+.PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
+	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
+	e2e-python e2e-node e2e-chromium check-postgres
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,11 +24,15 @@ help: ## list the targets
 run: ## start the service on the in-memory store (set DATABASE_URL for Postgres)
 	$(CARGO) run -p visitor-http --bin visitor-http
 
-test: test-rust ## run every test (needs PostgreSQL on 127.0.0.1:5432)
+test: test-rust e2e ## run every test: the Rust suites, then the end-to-end checks (needs PostgreSQL)
 
-test-rust: tools-nextest
-	@pg_isready -q -h 127.0.0.1 -p 5432 || { echo "make test: no PostgreSQL answers on 127.0.0.1:5432 (start it, or set TEST_DATABASE_URL)"; exit 1; }
+check-postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { echo "no PostgreSQL answers on 127.0.0.1:5432 (start it, or set TEST_DATABASE_URL)"; exit 1; }
+
+build-bin:
 	$(CARGO) build -p visitor-http --bin visitor-http
+
+test-rust: tools-nextest check-postgres build-bin ## the Rust unit, conformance and black-box tests
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) nextest run --workspace --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) test --workspace --doc
 
@@ -36,6 +45,44 @@ layering: ## the domain crate must not depend on sqlx, actix-web or tokio
 	  if $(CARGO) tree -p visitor-domain -e normal -i $$dep >/dev/null 2>&1; then \
 	    echo "layering: visitor-domain depends on $$dep"; exit 1; fi; \
 	done; echo "layering: visitor-domain is free of sqlx, actix-web and tokio"
+
+# End-to-end checks by outside tools, each runnable alone (see README). They start the built
+# binary on free loopback ports; the Python venv and node_modules live under tests/e2e (ignored).
+e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak ## all end-to-end checks
+
+e2e-zenpy: e2e-python build-bin check-postgres ## zenpy (a real Zendesk client) on both stores
+	cd $(E2E) && .venv/bin/python zenpy_session.py
+
+e2e-schemathesis: e2e-python build-bin check-postgres ## schemathesis fuzzing of openapi.yaml on both stores
+	cd $(E2E) && .venv/bin/python schemathesis_run.py
+
+e2e-seed-curl: e2e-python build-bin check-postgres ## the seed document's own curl commands
+	cd $(E2E) && .venv/bin/python seed_curl.py
+
+e2e-browser: e2e-python e2e-node e2e-chromium build-bin ## Swagger UI in headless chromium
+	cd $(E2E) && .venv/bin/python browser.py
+
+e2e-db-faults: e2e-python build-bin ## database faults on a throwaway PostgreSQL cluster
+	cd $(E2E) && .venv/bin/python db_faults.py
+
+e2e-soak: e2e-python build-bin check-postgres ## 60 s of mixed traffic on PostgreSQL
+	cd $(E2E) && .venv/bin/python soak.py
+
+e2e-python: $(E2E)/.venv/.installed
+$(E2E)/.venv/.installed: $(E2E)/requirements.txt
+	python3 -m venv $(E2E)/.venv
+	$(E2E)/.venv/bin/pip install --quiet -r $(E2E)/requirements.txt
+	touch $@
+
+e2e-node: $(E2E)/node_modules/.installed
+$(E2E)/node_modules/.installed: $(E2E)/package.json $(E2E)/package-lock.json
+	cd $(E2E) && npm ci --no-audit --no-fund
+	touch $@
+
+e2e-chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 openapi: ## rewrite openapi.yaml from the code (a test fails when they differ)
 	$(CARGO) run -q -p visitor-http --bin visitor-http -- --print-openapi > openapi.yaml.tmp

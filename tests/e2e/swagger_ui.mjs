@@ -1,0 +1,99 @@
+// A person's path through Swagger UI, in Debian's chromium driven by playwright-core:
+// open /swagger-ui/, Authorize with a token, Try it out on Create Visitor with the example body
+// (201 with the visitor), then Show Visitor by its id (200, the same visitor). Saves screenshots.
+import { chromium } from 'playwright-core';
+
+const base = process.env.E2E_BASE;
+const token = process.env.E2E_TOKEN;
+const shots = process.env.E2E_SCREENSHOTS;
+if (!base || !token || !shots) {
+  console.error('E2E_BASE, E2E_TOKEN and E2E_SCREENSHOTS must be set');
+  process.exit(2);
+}
+
+function fail(message) {
+  throw new Error(message);
+}
+
+async function liveResponse(operation) {
+  const status = operation.locator('.live-responses-table .response .response-col_status').first();
+  await status.waitFor({ timeout: 15000 });
+  const body = await operation
+    .locator('.live-responses-table .response .response-col_description pre')
+    .first()
+    .innerText();
+  return { status: (await status.innerText()).trim(), body };
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1600 } });
+  const outside = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (!['127.0.0.1', 'localhost'].includes(url.hostname) && url.protocol.startsWith('http')) {
+      outside.push(request.url());
+    }
+  });
+  const consoleErrors = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') consoleErrors.push(message.text());
+  });
+
+  await page.goto(`${base}/swagger-ui/`);
+  await page.locator('.swagger-ui .info .title').waitFor({ timeout: 15000 });
+  const title = await page.locator('.swagger-ui .info .title').innerText();
+  if (!title.includes('Visitors API')) fail(`unexpected title: ${title}`);
+
+  // Authorize with the bearer token.
+  await page.locator('.auth-wrapper button.authorize').click();
+  const dialog = page.locator('.dialog-ux .modal-ux');
+  await dialog.locator('input').first().fill(token);
+  await dialog.locator('button.authorize').click();
+  await dialog.locator('button.btn-done').click();
+  console.log('authorized in Swagger UI');
+
+  // Create Visitor: Try it out with the example body.
+  const create = page.locator('#operations-Visitors-createVisitor');
+  await create.locator('.opblock-summary').click();
+  await create.locator('button.try-out__btn').click();
+  const example = await create.locator('textarea.body-param__text').inputValue();
+  if (!example.includes('visitor1@example.com')) fail(`the example body is not the seed's: ${example}`);
+  await create.locator('button.execute').click();
+  const created = await liveResponse(create);
+  if (created.status !== '201') fail(`Create Visitor answered ${created.status}: ${created.body}`);
+  const visitor = JSON.parse(created.body);
+  if (visitor.name !== 'Visitor 1' || visitor.email !== 'visitor1@example.com' || !(visitor.id > 0)) {
+    fail(`Create Visitor gave ${created.body}`);
+  }
+  console.log(`Create Visitor: 201, id ${visitor.id}`);
+  await page.screenshot({ path: `${shots}/swagger-ui-create.png`, fullPage: true });
+
+  // Show Visitor by its id.
+  const show = page.locator('#operations-Visitors-showVisitor');
+  await show.locator('.opblock-summary').click();
+  await show.locator('button.try-out__btn').click();
+  await show.locator('input[placeholder="visitor_id"]').fill(String(visitor.id));
+  await show.locator('button.execute').click();
+  const shown = await liveResponse(show);
+  if (shown.status !== '200') fail(`Show Visitor answered ${shown.status}: ${shown.body}`);
+  if (JSON.stringify(JSON.parse(shown.body)) !== JSON.stringify(visitor)) {
+    fail(`Show Visitor gave ${shown.body}, Create gave ${created.body}`);
+  }
+  console.log(`Show Visitor: 200, the same visitor`);
+  await show.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${shots}/swagger-ui.png`, fullPage: true });
+
+  if (outside.length) fail(`the page reached outside loopback: ${outside.join(', ')}`);
+  if (consoleErrors.length) console.log(`console errors: ${consoleErrors.join(' | ')}`);
+  console.log(`screenshots: ${shots}/swagger-ui-create.png, ${shots}/swagger-ui.png`);
+} finally {
+  await browser.close();
+}
