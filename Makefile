@@ -16,7 +16,7 @@ E2E_PY := $(E2E)/.venv/bin/python
 
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
-	e2e-python e2e-node e2e-chromium check-postgres
+	e2e-python e2e-node e2e-chromium check-postgres bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -83,6 +83,11 @@ e2e-chromium:
 	@test -x /usr/bin/chromium || { \
 	  echo "installing Debian's chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+bench: check-postgres ## the benchmark against its ceilings (release build; installs wrk if missing)
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(CARGO) build --release -p visitor-http -p visitor-bench
+	python3 bench/bench.py
 
 openapi: ## rewrite openapi.yaml from the code (a test fails when they differ)
 	$(CARGO) run -q -p visitor-http --bin visitor-http -- --print-openapi > openapi.yaml.tmp

@@ -1,0 +1,290 @@
+"""The Visitors benchmark: the service against its ceilings, side by side in one run.
+
+Load comes from wrk (one thread, pinned to the last core with taskset) on loopback; the servers
+are not pinned. Every workload has a warm-up that is thrown away, then a measured run.
+
+- Framework ceiling: `framework-ceiling`, a bare actix-web handler answering the same routes with
+  the same visitor JSON bytes (no auth, no store, no middleware).
+- Database ceiling: `pgbench -M prepared` running the SQL the Postgres store issues for each
+  workload, at the same concurrency (also pinned to the last core).
+
+Usage: python3 bench/bench.py  (make bench builds the release binaries first)
+Environment: BENCH_SECONDS (10), BENCH_WARMUP (3), BENCH_SCALE (1000000), BENCH_OUT (target/bench).
+"""
+
+import json
+import os
+import platform
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ROOT / "target" / "release"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
+SCALE = int(os.environ.get("BENCH_SCALE", "1000000"))
+OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target" / "bench"))
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+TOKEN = "bench-" + secrets.token_hex(12)
+SEEDED = 10_000
+HEADLINE = 32
+SWEEP = [1, 8, 32, 128]
+LOAD_CORE = str(os.cpu_count() - 1)
+WORKLOADS = ["show", "create", "update", "mix"]
+
+
+def log(*parts):
+    print("[bench]", *parts, flush=True)
+
+
+def psql(sql, url=PG_ADMIN):
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def db_url(name):
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+class Server:
+    """A server binary on a free port, its log in a file, with its /proc status at hand."""
+
+    def __init__(self, binary, env=None, name="server"):
+        self.binary = binary
+        self.env = env or {}
+        self.name = name
+
+    def __enter__(self):
+        OUT.mkdir(parents=True, exist_ok=True)
+        self.log_path = OUT / f"{self.name}.log"
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "VISITORS_TOKENS")}
+        env.update({"VISITORS_BIND": "127.0.0.1:0", "VISITORS_LOG_FORMAT": "json"})
+        env.update(self.env)
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen([str(self.binary)], env=env, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            match = re.search(r"listening on (http://\S+)", self.log_path.read_text())
+            if match:
+                self.base = match.group(1)
+                return self
+            if self.process.poll() is not None:
+                sys.exit(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        sys.exit(f"{self.name} did not start")
+
+    def memory_kib(self):
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        field = lambda name: int(re.search(rf"^{name}:\s+(\d+)", status, re.M).group(1))
+        return field("VmRSS"), field("VmHWM")
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(timeout=40)
+        self.log_file.close()
+
+
+def wrk(base, mode, connections, seconds, ids=SEEDED, token=TOKEN, count=0):
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_IDS=str(ids), BENCH_COUNT=str(count))
+    if token:
+        env["BENCH_TOKEN"] = token
+    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+               "--timeout", "10s", "-s", str(ROOT / "bench" / "bench.lua"), base]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    match = re.search(r"^BENCH (\{.*\})$", result.stdout, re.M)
+    if not match:
+        sys.exit(f"wrk failed: {result.stdout}{result.stderr}")
+    data = json.loads(match.group(1))
+    errors = sum(v for k, v in data.items() if k.startswith("errors_"))
+    if errors and mode != "seed":
+        sys.exit(f"wrk saw {errors} errors ({data}) in {mode} at c={connections}")
+    return {
+        "rps": data["requests"] / (data["duration_us"] / 1e6),
+        "p50_ms": data["p50_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "requests": data["requests"],
+    }
+
+
+def measure(base, mode, connections, **kwargs):
+    wrk(base, mode, connections, WARMUP, **kwargs)
+    return wrk(base, mode, connections, SECONDS, **kwargs)
+
+
+PGBENCH_SCRIPTS = {
+    "show": ["show.sql"],
+    "create": ["create.sql"],
+    "update": ["update.sql"],
+    "mix": ["show.sql@80", "update.sql@20"],
+}
+
+
+def pgbench(url, workload, connections, seconds, ids=SEEDED):
+    with tempfile.TemporaryDirectory() as logs:
+        scripts = [arg for name in PGBENCH_SCRIPTS[workload]
+                   for arg in ("-f", str(ROOT / "bench" / "pgbench" / name))]
+        command = ["taskset", "-c", LOAD_CORE, "pgbench", "-M", "prepared", "-n",
+                   "-c", str(connections), "-j", "1", "-T", str(seconds), "-D", f"ids={ids}",
+                   "-l", "--log-prefix", f"{logs}/pgbench", *scripts, url]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"pgbench failed: {result.stdout}{result.stderr}")
+        latencies = []
+        for log_file in Path(logs).glob("pgbench*"):
+            for line in log_file.read_text().splitlines():
+                latencies.append(int(line.split()[2]))
+    tps = float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000
+    return {"rps": tps, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "requests": len(latencies)}
+
+
+def measure_pgbench(url, workload, connections, ids=SEEDED):
+    pgbench(url, workload, connections, WARMUP, ids)
+    return pgbench(url, workload, connections, SECONDS, ids)
+
+
+SEED_SQL = """
+INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
+SELECT 'Visitor ' || n, 'visitor' || n || '@example.com', '+65 12345678',
+       'This visitor is really cool.', 'ext-' || n, false, date_trunc('second', now())
+FROM generate_series(1, {count}) AS n;
+ANALYZE visitors;
+"""
+
+
+def pg_database(count, service_binary):
+    """A fresh database migrated by the service itself, then seeded with `count` visitors."""
+    name = "bench_" + secrets.token_hex(5)
+    psql(f"CREATE DATABASE {name}")
+    url = db_url(name)
+    with Server(service_binary, {"DATABASE_URL": url, "VISITORS_TOKENS": f"administrator:{TOKEN}"},
+                name="migrate"):
+        pass
+    psql(SEED_SQL.format(count=count), url)
+    return name, url
+
+
+def drop(name):
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def main():
+    service = RELEASE / "visitor-http"
+    ceiling = RELEASE / "framework-ceiling"
+    footprint = RELEASE / "memory-footprint"
+    for binary in (service, ceiling, footprint):
+        if not binary.exists():
+            sys.exit(f"{binary} is missing: run make bench (it builds the release binaries)")
+    results = []  # (workload, store, concurrency, result, ceiling result)
+    notes = {}
+
+    log(f"machine: {platform.machine()}, {os.cpu_count()} cores; load generator pinned to core {LOAD_CORE}")
+    log(f"each run: {WARMUP}s warm-up, then {SECONDS}s measured")
+
+    with Server(ceiling, name="framework-ceiling") as server:
+        framework = {(w, HEADLINE): measure(server.base, w, HEADLINE, token=None) for w in WORKLOADS}
+        for c in SWEEP:
+            framework.setdefault(("show", c), measure(server.base, "show", c, token=None))
+        log("framework ceiling measured")
+
+    with Server(service, {"VISITORS_TOKENS": f"administrator:{TOKEN}"}, name="memory") as server:
+        seeded = wrk(server.base, "seed", 8, 600, count=SEEDED)
+        check = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                "-H", f"Authorization: Bearer {TOKEN}",
+                                f"{server.base}/api/v2/chat/visitors/{SEEDED}"], capture_output=True, text=True)
+        if check.stdout != "200":
+            sys.exit(f"seeding the memory store failed ({seeded}, {check.stdout})")
+        for w in WORKLOADS:
+            results.append((w, "memory", HEADLINE, measure(server.base, w, HEADLINE), framework[(w, HEADLINE)]))
+        for c in SWEEP:
+            if c != HEADLINE:
+                results.append(("show", "memory", c, measure(server.base, "show", c), framework[("show", c)]))
+        notes["memory_rss_kib"] = server.memory_kib()
+        log("memory store measured")
+
+    name, url = pg_database(SEEDED, service)
+    try:
+        env = {"VISITORS_TOKENS": f"administrator:{TOKEN}", "DATABASE_URL": url}
+        with Server(service, env, name="postgres") as server:
+            for w in WORKLOADS:
+                results.append((w, "postgres", HEADLINE, measure(server.base, w, HEADLINE), None))
+            for c in SWEEP:
+                if c != HEADLINE:
+                    results.append(("show", "postgres", c, measure(server.base, "show", c), None))
+            notes["postgres_rss_kib"] = server.memory_kib()
+        log("postgres store measured")
+        database = {}
+        for w in WORKLOADS:
+            database[(w, HEADLINE)] = measure_pgbench(url, w, HEADLINE)
+        for c in SWEEP:
+            database.setdefault(("show", c), measure_pgbench(url, "show", c))
+        log("database ceiling measured")
+        results = [(w, s, c, r, database[(w, c)] if s == "postgres" else ceil)
+                   for (w, s, c, r, ceil) in results]
+    finally:
+        drop(name)
+
+    show_10k = next(r for (w, s, c, r, _) in results if (w, s, c) == ("show", "postgres", HEADLINE))
+    name, url = pg_database(SCALE, service)
+    try:
+        with Server(service, {"VISITORS_TOKENS": f"administrator:{TOKEN}", "DATABASE_URL": url},
+                    name="postgres-scale") as server:
+            scale = measure(server.base, "show", HEADLINE, ids=SCALE)
+    finally:
+        drop(name)
+    log("scale measured")
+
+    result = subprocess.run([str(footprint), str(SCALE)], capture_output=True, text=True, check=True)
+    notes["footprint"] = json.loads(result.stdout)
+
+    report(results, framework, scale, show_10k, notes)
+
+
+def report(results, framework, scale, show_10k, notes):
+    lines = [
+        "| workload | store | concurrency | requests/s | p50 ms | p99 ms | ceiling requests/s | ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for workload, store, c, r, ceil in results:
+        lines.append(f"| {workload} | {store} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                     f"| {ceil['rps']:.0f} | {r['rps'] / ceil['rps']:.2f} |")
+    lines += ["", "Ceilings on their own (framework: bare actix-web; database: pgbench -M prepared):", "",
+              "| ceiling | workload | concurrency | requests/s | p50 ms | p99 ms |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (w, c), r in sorted(framework.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        lines.append(f"| framework | {w} | {c} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    for workload, store, c, r, ceil in results:
+        if store == "postgres":
+            lines.append(f"| database | {workload} | {c} | {ceil['rps']:.0f} | {ceil['p50_ms']:.2f} | {ceil['p99_ms']:.2f} |")
+    rss, peak = notes["postgres_rss_kib"]
+    mem_rss, mem_peak = notes["memory_rss_kib"]
+    footprint = notes["footprint"]
+    lines += [
+        "",
+        f"- Show on Postgres at {SCALE:,} visitors: {scale['rps']:.0f} requests/s, p50 {scale['p50_ms']:.2f} ms, "
+        f"p99 {scale['p99_ms']:.2f} ms; at {SEEDED:,}: p50 {show_10k['p50_ms']:.2f} ms "
+        f"(ratio {scale['p50_ms'] / show_10k['p50_ms']:.2f}).",
+        f"- Service resident memory under load on Postgres: {rss / 1024:.1f} MiB now, {peak / 1024:.1f} MiB peak.",
+        f"- Service resident memory after the memory-store workloads: {mem_rss / 1024:.1f} MiB now, {mem_peak / 1024:.1f} MiB peak.",
+        f"- In-memory store holding {footprint['visitors']:,} typical visitors: "
+        f"{footprint['rss_after_kib'] / 1024:.1f} MiB resident ({footprint['store_kib'] / 1024:.1f} MiB for the store), "
+        f"{footprint['peak_kib'] / 1024:.1f} MiB peak.",
+    ]
+    text = "\n".join(lines)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.md").write_text(text + "\n")
+    print(text)
+    log(f"written to {OUT / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+\set id random(1, :ids)
+SELECT id, name, email, phone, notes, external_id, banned, created FROM visitors WHERE id = :id;

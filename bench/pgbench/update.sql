@@ -1,0 +1,12 @@
+\set id random(1, :ids)
+\set n random(1, 1000000)
+UPDATE visitors SET
+    name = CASE WHEN true THEN 'Name ' || :n ELSE name END,
+    email = CASE WHEN false THEN NULL ELSE email END,
+    phone = CASE WHEN false THEN NULL ELSE phone END,
+    banned = COALESCE(NULL::boolean, banned),
+    created = COALESCE(NULL::timestamptz, created)
+WHERE id = :id
+  AND (true OR external_id IS NOT DISTINCT FROM NULL)
+  AND (true OR notes IS NOT DISTINCT FROM NULL)
+RETURNING id, name, email, phone, notes, external_id, banned, created;
