@@ -53,7 +53,7 @@ macro_rules! text_field {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Box<str>);
 
         impl $name {
             /// The key this value is stored under.
@@ -65,7 +65,8 @@ macro_rules! text_field {
                 check_text($key, &value, $min, $max)?;
                 let extra: fn(&str) -> Result<(), FieldError> = $extra;
                 extra(&value)?;
-                Ok(Self(value))
+                // A boxed str: no spare capacity, 16 bytes inline (stores keep many of these).
+                Ok(Self(value.into_boxed_str()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -73,7 +74,7 @@ macro_rules! text_field {
             }
 
             pub fn into_inner(self) -> String {
-                self.0
+                self.0.into_string()
             }
         }
 
@@ -86,7 +87,7 @@ macro_rules! text_field {
 
         impl From<$name> for String {
             fn from(value: $name) -> Self {
-                value.0
+                value.0.into_string()
             }
         }
 

@@ -48,8 +48,9 @@ pub struct Config {
     #[arg(long, env = "VISITORS_WORKERS")]
     pub workers: Option<usize>,
 
-    /// Most PostgreSQL connections in the pool.
-    #[arg(long, env = "VISITORS_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    /// Most PostgreSQL connections in the pool (20 measured best on a 2-core machine with a
+    /// local server; see docs/benchmarks.md).
+    #[arg(long, env = "VISITORS_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
     /// Seconds a request waits for a PostgreSQL connection before it answers 503.

@@ -29,7 +29,7 @@ pub struct PgStoreOptions {
 impl Default for PgStoreOptions {
     fn default() -> Self {
         Self {
-            max_connections: 10,
+            max_connections: 20,
             acquire_timeout: Duration::from_secs(3),
         }
     }
@@ -95,6 +95,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // No ping before each use: it would double the round trips. A connection that died
+            // (say, the database restarted) fails its query, is dropped, and the call answers
+            // Unavailable; the next call gets a fresh connection.
+            .test_before_acquire(false)
             .connect_lazy_with(connect);
         Ok(Self::from_pool(pool))
     }

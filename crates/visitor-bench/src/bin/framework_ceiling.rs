@@ -7,13 +7,14 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 const VISITOR: &str = r#"{"banned":false,"created":"2014-09-01T10:29:59Z","email":"visitor1@example.com","external_id":"ext-1","id":1,"name":"Visitor 1","notes":"This visitor is really cool.","phone":"+65 12345678"}"#;
 
-async fn ok() -> HttpResponse {
+async fn ok(_body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .body(VISITOR)
 }
 
-async fn created() -> HttpResponse {
+/// Reads the body as the service does (so the connection stays alive), then answers.
+async fn created(_body: web::Bytes) -> HttpResponse {
     HttpResponse::Created()
         .content_type(ContentType::json())
         .body(VISITOR)
