@@ -1,10 +1,8 @@
--- wrk script for the Visitors benchmark. BENCH_MODE: show | create | update | mix | seed.
--- BENCH_IDS: ids 1..N exist. BENCH_TOKEN: bearer token. BENCH_COUNT (seed): requests to send.
+-- wrk script for the Visitors benchmark. BENCH_MODE: show | create | update | mix.
+-- BENCH_IDS: ids 1..N exist. BENCH_TOKEN: bearer token.
 local mode = os.getenv("BENCH_MODE") or "show"
 local ids = tonumber(os.getenv("BENCH_IDS") or "10000")
 local token = os.getenv("BENCH_TOKEN")
-local count = tonumber(os.getenv("BENCH_COUNT") or "0")
-local sent = 0
 
 wrk.headers["Content-Type"] = "application/json"
 if token then wrk.headers["Authorization"] = "Bearer " .. token end
@@ -30,13 +28,6 @@ function request()
   if mode == "mix" then
     if math.random(1, 100) <= 80 then return show() end
     return update()
-  end
-  if mode == "seed" then
-    sent = sent + 1
-    if sent > count then wrk.thread:stop() end
-    local body = '{"name":"Visitor ' .. sent .. '","email":"visitor' .. sent ..
-      '@example.com","phone":"+65 12345678","notes":"This visitor is really cool."}'
-    return wrk.format("POST", "/api/v2/chat/visitors", nil, body)
   end
   return wrk.format("POST", "/api/v2/chat/visitors", nil, create_body)
 end
