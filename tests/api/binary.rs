@@ -74,6 +74,20 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
     }
 }
 
+/// Waits for a server that must refuse to start; returns what it wrote on stderr.
+fn refused(child: &mut Child, limit: Duration) -> String {
+    let status = wait_with_timeout(child, limit);
+    assert!(!status.success(), "the server should have refused to start");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
 #[tokio::test]
 async fn in_memory_with_no_token_generates_one_and_serves_on_a_free_port() {
     let mut child = start(&["--bind", "127.0.0.1:0"], &[]);
@@ -135,15 +149,7 @@ fn postgres_with_no_token_refuses_to_start_and_says_how_to_configure() {
         ],
         &[],
     );
-    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
-    assert!(!status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = refused(&mut child, Duration::from_secs(20));
     assert!(
         stderr.contains("--token") && stderr.contains("VISITORS_TOKENS"),
         "{stderr}"
@@ -156,15 +162,7 @@ fn tokens_come_from_the_environment_and_bad_ones_are_refused() {
         &["--bind", "127.0.0.1:0"],
         &[("VISITORS_TOKENS", "owner:abc")],
     );
-    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
-    assert!(!status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = refused(&mut child, Duration::from_secs(10));
     assert!(stderr.contains("unknown role"), "{stderr}");
     assert!(!stderr.contains("abc\""), "{stderr}");
 }

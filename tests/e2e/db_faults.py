@@ -9,6 +9,7 @@ free loopback port under target/, removed afterwards; never the shared server):
 """
 
 import sys
+import threading
 import time
 
 from harness import Client, Service, ThrowawayCluster, check, log, psql
@@ -87,6 +88,26 @@ def main():
             requests += 2
             check(second.alive(), "the service restarted or died")
             log(f"3. database back: ready again in {took:.2f}s without a restart, data intact")
+
+            # 3b. A one-second database restart with no traffic meanwhile: the pooled connections
+            # it killed are replaced, never handed to a request, so the first requests succeed.
+            def burst():
+                burst_client = Client(second.port)
+                for _ in range(20):
+                    burst_client.request("GET", f"/api/v2/chat/visitors/{visitor_id}")
+            threads = [threading.Thread(target=burst) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            cluster.stop()
+            time.sleep(1.0)  # the outage lasts a second: the model of a restart, not a wait
+            cluster.start()
+            for _ in range(30):
+                status, _, shown = client.request("GET", f"/api/v2/chat/visitors/{visitor_id}")
+                check(status == 200, f"right after a one-second restart: {status} {shown}")
+            requests += 190
+            log("3b. one-second database restart: every request after it succeeded (30 of 30)")
 
         # 4. The service starts while the database is down.
         cluster.stop()

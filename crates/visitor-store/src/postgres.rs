@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
 use tokio::sync::OnceCell;
 use visitor_domain::{
     Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes, Phone, Visitor,
@@ -16,6 +17,10 @@ use visitor_domain::{
 use crate::{StoreError, VisitorStore};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pooled connection idle this long is pinged before it is used again (HikariCP's
+/// "alive bypass window" is the same idea and the same length).
+const IDLE_BEFORE_PING: Duration = Duration::from_millis(500);
 
 /// How the Postgres store connects.
 #[derive(Debug, Clone)]
@@ -95,10 +100,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
-            // No ping before each use: it would double the round trips. A connection that died
-            // (say, the database restarted) fails its query, is dropped, and the call answers
-            // Unavailable; the next call gets a fresh connection.
+            // No ping before each use (it would double the round trips); only a connection that
+            // sat idle for a while is pinged, so one left over from before a database restart is
+            // replaced instead of failing a request. Busy connections are never idle that long.
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect);
         Ok(Self::from_pool(pool))
     }
