@@ -202,3 +202,110 @@ async fn env_tokens_configure_roles() {
     terminate(&mut child);
     assert!(wait_with_timeout(&mut child, Duration::from_secs(10)).success());
 }
+
+/// Reads an HTTP/1.1 response head (status line and headers) on `stream`.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).unwrap();
+        assert!(
+            n > 0,
+            "the connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&data)
+        );
+        data.push(byte[0]);
+    }
+    String::from_utf8_lossy(&data).to_string()
+}
+
+/// Reads the HTTP/1.1 response on `stream` (head and a Content-Length body).
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    let head = read_head(stream);
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0_u8; length];
+    stream.read_exact(&mut body).unwrap();
+    format!("{head}{}", String::from_utf8_lossy(&body))
+}
+
+/// SIGINT and SIGTERM stop gracefully: a request in flight when the signal arrives (its body
+/// half sent) still gets its answer, and the process then exits 0.
+#[test]
+fn a_signal_lets_the_request_in_flight_finish() {
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    for signal in ["-INT", "-TERM"] {
+        let mut child = start(
+            &["--bind", "127.0.0.1:0"],
+            &[
+                ("VISITORS_TOKENS", "administrator:tok"),
+                ("RUST_LOG", "info"),
+            ],
+        );
+        let (addr, _, reader) = wait_for_listening(&mut child);
+        let (lines, logged) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                if lines.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        // A first request on the connection proves a worker is serving it.
+        write!(stream, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        assert!(read_response(&mut stream).starts_with("HTTP/1.1 200"));
+
+        // The request's headers, with Expect: 100-continue: the interim answer shows the server
+        // has taken the request up; then half of the body.
+        let body = r#"{"name": "In flight"}"#;
+        write!(
+            stream,
+            "POST /api/v2/chat/visitors HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer tok\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            body.len(),
+        )
+        .unwrap();
+        let interim = read_head(&mut stream);
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+        stream.write_all(&body.as_bytes()[..5]).unwrap();
+        stream.flush().unwrap();
+
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        // Wait until the server has begun to stop, then send the rest of the body.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = logged
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no graceful stop was logged after kill {signal}"));
+            if line.contains("stopping gracefully") {
+                break;
+            }
+        }
+        stream.write_all(&body.as_bytes()[5..]).unwrap();
+        let response = read_response(&mut stream);
+        assert!(response.starts_with("HTTP/1.1 201"), "{signal}: {response}");
+        assert!(response.contains("\"name\":\"In flight\""), "{response}");
+        drop(stream);
+        let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+        assert!(status.success(), "{signal}: exit {status}");
+    }
+}

@@ -30,7 +30,8 @@ pub struct ServerOptions {
     pub workers: Option<usize>,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
-    /// Stop on SIGINT / SIGTERM (off in tests, which stop the server through its handle).
+    /// Stop gracefully on SIGINT / SIGTERM (off in tests, which stop the server through its
+    /// handle).
     pub handle_signals: bool,
 }
 
@@ -88,13 +89,13 @@ impl Application {
         if let Some(workers) = options.workers {
             server = server.workers(workers.max(1));
         }
-        if !options.handle_signals {
-            server = server.disable_signals();
+        // actix stops at once on SIGINT; the contract wants both signals to stop gracefully, so
+        // the signals are handled here instead.
+        let server = server.disable_signals().run();
+        if options.handle_signals {
+            actix_web::rt::spawn(stop_gracefully_on_signal(server.handle()));
         }
-        Ok(Self {
-            addr,
-            server: server.run(),
-        })
+        Ok(Self { addr, server })
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
@@ -115,4 +116,29 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Waits for SIGINT or SIGTERM, then stops the server gracefully: it takes no new connections,
+/// and requests in flight finish (within the shutdown timeout).
+async fn stop_gracefully_on_signal(handle: ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for SIGINT/SIGTERM; stop the process with SIGKILL");
+            return;
+        }
+    };
+    let name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    tracing::info!(
+        signal = name,
+        "stopping gracefully: no new connections, in-flight requests finish"
+    );
+    handle.stop(true).await;
 }
