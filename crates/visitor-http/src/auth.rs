@@ -112,10 +112,6 @@ impl TokenRegistry {
         Self { tokens }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
     /// The role of a presented token, comparing its digest with every configured one in
     /// constant time.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
