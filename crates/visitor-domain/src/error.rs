@@ -23,6 +23,8 @@ pub enum ErrorCode {
     ReadOnly,
     /// The key is not one of the visitor's keys.
     UnknownField,
+    /// The key is given more than once (e.g. a list filter repeated in the query).
+    Duplicate,
 }
 
 impl ErrorCode {
@@ -35,6 +37,7 @@ impl ErrorCode {
             Self::InvalidType => "InvalidType",
             Self::ReadOnly => "ReadOnly",
             Self::UnknownField => "UnknownField",
+            Self::Duplicate => "Duplicate",
         }
     }
 }

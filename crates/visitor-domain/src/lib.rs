@@ -21,9 +21,13 @@
 mod command;
 mod error;
 mod fields;
+mod filter;
+mod fingerprint;
 mod visitor;
 
 pub use command::{Field, NewVisitor, VisitorPatch};
+pub use filter::VisitorFilter;
+pub use fingerprint::BodyFingerprint;
 pub use error::{ErrorCode, FieldError, ValidationErrors};
 pub use fields::{
     Created, Email, ExternalId, Name, Notes, Phone, VisitorId, EMAIL_MAX_CHARS,

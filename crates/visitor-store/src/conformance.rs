@@ -11,15 +11,19 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::{json, Value};
 use visitor_domain::{
-    Created, ErrorCode, NewVisitor, ValidationErrors, Visitor, VisitorId, VisitorPatch,
+    BodyFingerprint, Created, ErrorCode, NewVisitor, ValidationErrors, Visitor, VisitorFilter,
+    VisitorId, VisitorPatch,
 };
 
-use crate::{SharedStore, StoreError};
+use crate::{
+    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IfMatch, ListQuery, Order,
+    SharedStorage as SharedStore, StoreError, StoredVisitor, Version,
+};
 
 /// Writes one test per conformance case for a backend.
 ///
 /// `$attr` is the test attribute, `$store` a function from the test's arguments to a
-/// [`SharedStore`](crate::SharedStore), and `$args` those arguments.
+/// [`SharedStorage`](crate::SharedStorage), and `$args` those arguments.
 #[macro_export]
 macro_rules! conformance_tests {
     (#[$attr:meta] async fn $params:tt => $store:expr) => {
@@ -42,13 +46,27 @@ macro_rules! conformance_tests {
             concurrent_updates_of_different_keys_all_persist,
             concurrent_creates_with_one_external_id_give_one_success,
             concurrent_creates_give_distinct_ids,
+            versions_start_at_one_and_grow_only_with_a_change,
+            conditional_update_checks_the_version_first,
+            concurrent_updates_expecting_one_version_give_one_success,
+            delete_erases_for_good_and_frees_the_external_id,
+            conditional_delete_checks_the_version,
+            list_pages_by_id_in_both_orders,
+            list_filters_by_external_id_email_and_banned,
+            list_walk_sees_every_lasting_visitor_once_while_others_come_and_go,
+            idempotency_records_replay_mismatch_and_in_use,
+            idempotency_keys_belong_to_their_owner,
+            a_failed_or_released_claim_frees_the_key,
+            expired_records_and_stale_claims_give_the_key_up,
+            erasing_a_visitor_removes_its_idempotency_records,
+            concurrent_claims_of_one_key_create_one_visitor,
         );
     };
     (@cases #[$attr:meta] $params:tt $store:expr; $($case:ident),* $(,)?) => {
         $(
             #[$attr]
             async fn $case $params {
-                let store: $crate::SharedStore = $store;
+                let store: $crate::SharedStorage = $store;
                 $crate::conformance::$case(store).await;
             }
         )*
@@ -73,7 +91,7 @@ fn seed() -> NewVisitor {
     }))
 }
 
-fn invalid_keys(result: Result<Visitor, StoreError>) -> ValidationErrors {
+fn invalid_keys<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ValidationErrors {
     match result {
         Err(StoreError::Invalid(errors)) => errors,
         other => panic!("expected Invalid, got {other:?}"),
@@ -217,12 +235,12 @@ pub async fn update_merges_only_the_keys_sent(store: SharedStore) {
         )
         .await
         .unwrap();
-    let mut expected = created.clone();
+    let mut expected = created.visitor.clone();
     expected.name = Some(visitor_domain::Name::parse("John").unwrap());
     expected.banned = true;
     expected.created = Created::parse("2020-02-02T02:02:02Z").unwrap();
-    assert_eq!(updated, expected);
-    assert_eq!(store.get(created.id).await.unwrap(), expected);
+    assert_eq!(updated.visitor, expected);
+    assert_eq!(store.get(created.id).await.unwrap().visitor, expected);
 }
 
 pub async fn update_clears_name_email_and_phone_with_null(store: SharedStore) {
@@ -235,13 +253,13 @@ pub async fn update_clears_name_email_and_phone_with_null(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(
-        (updated.name, updated.email, updated.phone),
-        (None, None, None)
+        (&updated.name, &updated.email, &updated.phone),
+        (&None, &None, &None)
     );
     let fetched = store.get(created.id).await.unwrap();
     assert_eq!(
-        (fetched.name, fetched.email, fetched.phone),
-        (None, None, None)
+        (&fetched.name, &fetched.email, &fetched.phone),
+        (&None, &None, &None)
     );
     assert_eq!(fetched.notes, created.notes);
 }
@@ -396,4 +414,511 @@ pub async fn concurrent_creates_give_distinct_ids(store: SharedStore) {
         assert_eq!(stored, visitor);
     }
     assert_eq!(ids.len(), 200);
+}
+
+fn ids(page: &[StoredVisitor]) -> Vec<i64> {
+    page.iter().map(|stored| stored.id.get()).collect()
+}
+
+fn query(filter: VisitorFilter, order: Order, after: Option<VisitorId>, limit: usize) -> ListQuery {
+    ListQuery {
+        filter,
+        order,
+        after,
+        limit,
+    }
+}
+
+fn filter(pairs: &[(&str, &str)]) -> VisitorFilter {
+    VisitorFilter::parse(pairs.iter().copied()).expect("a valid filter")
+}
+
+pub async fn versions_start_at_one_and_grow_only_with_a_change(store: SharedStore) {
+    let created = store.create(seed()).await.unwrap();
+    assert_eq!(created.version, Version::FIRST);
+    let changed = store
+        .update(created.id, patch(json!({"name": "John"})))
+        .await
+        .unwrap();
+    assert_eq!(changed.version, Version::FIRST.next());
+    // The same values again, an empty patch, and the object read back: nothing changes.
+    for body in [json!({"name": "John"}), json!({}), wire(&changed)] {
+        let same = store.update(created.id, patch(body.clone())).await.unwrap();
+        assert_eq!(same.version, changed.version, "{body}");
+    }
+    let cleared = store
+        .update(created.id, patch(json!({"email": null, "banned": true})))
+        .await
+        .unwrap();
+    assert_eq!(cleared.version, changed.version.next());
+    assert_eq!(store.get(created.id).await.unwrap(), cleared);
+}
+
+pub async fn conditional_update_checks_the_version_first(store: SharedStore) {
+    let created = store.create(seed()).await.unwrap();
+    let current = IfMatch::OneOf(vec![Version::new(7), created.version]);
+    let updated = store
+        .update_if(created.id, patch(json!({"name": "A"})), &current)
+        .await
+        .unwrap();
+    // The version the client read is stale now: refused, before the read-only check.
+    for (body, condition) in [
+        (json!({"name": "B"}), current.clone()),
+        (json!({"name": "B", "notes": "changed"}), current.clone()),
+        (json!({}), current.clone()),
+        (json!({"name": "B"}), IfMatch::OneOf(vec![])),
+    ] {
+        let refused = store.update_if(created.id, patch(body.clone()), &condition).await;
+        assert!(
+            matches!(refused, Err(StoreError::PreconditionFailed)),
+            "{body}: {refused:?}"
+        );
+    }
+    assert_eq!(store.get(created.id).await.unwrap(), updated);
+    let fresh = IfMatch::OneOf(vec![updated.version]);
+    let invalid = store
+        .update_if(created.id, patch(json!({"notes": "changed"})), &fresh)
+        .await;
+    assert_eq!(invalid_keys(invalid).keys().collect::<Vec<_>>(), ["notes"]);
+    let missing = VisitorId::new(i64::MAX).unwrap();
+    assert!(matches!(
+        store.update_if(missing, patch(json!({"name": "x"})), &fresh).await,
+        Err(StoreError::NotFound)
+    ));
+    let any = store
+        .update_if(created.id, patch(json!({"name": "C"})), &IfMatch::Any)
+        .await
+        .unwrap();
+    assert_eq!(any.version, updated.version.next());
+}
+
+/// Five updates at once, all expecting the version the visitor has: exactly one succeeds.
+pub async fn concurrent_updates_expecting_one_version_give_one_success(store: SharedStore) {
+    for round in 0..4 {
+        let created = store.create(NewVisitor::default()).await.unwrap();
+        let condition = IfMatch::OneOf(vec![created.version]);
+        let id = created.id;
+        let updates = (0..5).map(|i| {
+            let store = Arc::clone(&store);
+            let condition = condition.clone();
+            tokio::spawn(async move {
+                let body = patch(json!({"name": format!("Writer {i}")}));
+                store.update_if(id, body, &condition).await
+            })
+        });
+        let outcomes: Vec<_> = join_all(updates)
+            .await
+            .into_iter()
+            .map(|outcome| outcome.expect("the task ran"))
+            .collect();
+        let winners: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::PreconditionFailed)))
+            .count();
+        assert_eq!((winners.len(), refused), (1, 4), "round {round}: {outcomes:?}");
+        assert_eq!(&store.get(created.id).await.unwrap(), winners[0]);
+    }
+}
+
+pub async fn delete_erases_for_good_and_frees_the_external_id(store: SharedStore) {
+    let created = store.create(seed()).await.unwrap();
+    let other = store.create(NewVisitor::default()).await.unwrap();
+    store.delete(created.id, &IfMatch::Any).await.unwrap();
+    assert!(matches!(store.get(created.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.update(created.id, patch(json!({"name": "x"}))).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete(created.id, &IfMatch::Any).await,
+        Err(StoreError::NotFound)
+    ));
+    let listed = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed), [other.id.get()]);
+    let again = store.create(seed()).await.unwrap();
+    assert!(again.id > other.id, "an erased visitor's id is never reused");
+    assert_eq!(again.external_id, created.external_id);
+    assert_eq!(store.get(other.id).await.unwrap(), other);
+}
+
+pub async fn conditional_delete_checks_the_version(store: SharedStore) {
+    let created = store.create(seed()).await.unwrap();
+    let updated = store
+        .update(created.id, patch(json!({"name": "John"})))
+        .await
+        .unwrap();
+    for stale in [IfMatch::OneOf(vec![created.version]), IfMatch::OneOf(vec![])] {
+        assert!(matches!(
+            store.delete(created.id, &stale).await,
+            Err(StoreError::PreconditionFailed)
+        ));
+    }
+    assert_eq!(store.get(created.id).await.unwrap(), updated);
+    store
+        .delete(created.id, &IfMatch::OneOf(vec![updated.version]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete(created.id, &IfMatch::OneOf(vec![updated.version])).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn list_pages_by_id_in_both_orders(store: SharedStore) {
+    let mut all = Vec::new();
+    for _ in 0..7 {
+        all.push(store.create(NewVisitor::default()).await.unwrap().id.get());
+    }
+    let everyone = VisitorFilter::default();
+    let first = store
+        .list(&query(everyone.clone(), Order::Ascending, None, 3))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), all[..3]);
+    let second = store
+        .list(&query(everyone.clone(), Order::Ascending, Some(first[2].id), 3))
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), all[3..6]);
+    let last = store
+        .list(&query(everyone.clone(), Order::Ascending, Some(second[2].id), 3))
+        .await
+        .unwrap();
+    assert_eq!(ids(&last), all[6..]);
+    let beyond = store
+        .list(&query(everyone.clone(), Order::Ascending, Some(last[0].id), 3))
+        .await
+        .unwrap();
+    assert!(beyond.is_empty());
+    let newest = store
+        .list(&query(everyone.clone(), Order::Descending, None, 4))
+        .await
+        .unwrap();
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(ids(&newest), reversed[..4]);
+    let older = store
+        .list(&query(everyone.clone(), Order::Descending, Some(newest[3].id), 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&older), reversed[4..]);
+    let before_third = store
+        .list(&query(everyone.clone(), Order::Descending, Some(first[2].id), 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&before_third), [all[1], all[0]]);
+    let far = VisitorId::new(i64::MAX).unwrap();
+    let from_far = store
+        .list(&query(everyone, Order::Descending, Some(far), 2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&from_far), reversed[..2]);
+    assert_eq!(from_far[0], store.get(from_far[0].id).await.unwrap());
+}
+
+pub async fn list_filters_by_external_id_email_and_banned(store: SharedStore) {
+    let a = store
+        .create(new_visitor(json!({"email": "Ann@Example.com", "external_id": "ext-a"})))
+        .await
+        .unwrap();
+    let b = store
+        .create(new_visitor(json!({"email": "ann@example.COM", "banned": true})))
+        .await
+        .unwrap();
+    let c = store
+        .create(new_visitor(json!({"email": "bob@example.com", "banned": true, "external_id": "EXT-A"})))
+        .await
+        .unwrap();
+    let d = store.create(NewVisitor::default()).await.unwrap();
+    let cases: Vec<(Vec<(&str, &str)>, Vec<i64>)> = vec![
+        (vec![("external_id", "ext-a")], vec![a.id.get()]),
+        (vec![("external_id", "EXT-A")], vec![c.id.get()]),
+        (vec![("external_id", "none")], vec![]),
+        (vec![("email", "ANN@example.com")], vec![a.id.get(), b.id.get()]),
+        (vec![("email", "bob@example.com")], vec![c.id.get()]),
+        (vec![("banned", "true")], vec![b.id.get(), c.id.get()]),
+        (vec![("banned", "false")], vec![a.id.get(), d.id.get()]),
+        (vec![("banned", "true"), ("email", "ann@EXAMPLE.com")], vec![b.id.get()]),
+        (vec![("banned", "false"), ("external_id", "EXT-A")], vec![]),
+    ];
+    for (pairs, expected) in cases {
+        let found = store
+            .list(&query(filter(&pairs), Order::Ascending, None, 10))
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), expected, "{pairs:?}");
+    }
+    // Filters combine with the keyset bound and the order.
+    let after_a = store
+        .list(&query(filter(&[("email", "ann@example.com")]), Order::Ascending, Some(a.id), 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&after_a), [b.id.get()]);
+    let before_c = store
+        .list(&query(filter(&[("external_id", "ext-a")]), Order::Descending, Some(c.id), 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&before_c), [a.id.get()]);
+    let past_a = store
+        .list(&query(filter(&[("external_id", "ext-a")]), Order::Ascending, Some(a.id), 10))
+        .await
+        .unwrap();
+    assert!(past_a.is_empty());
+    let one = store
+        .list(&query(filter(&[("banned", "true")]), Order::Descending, None, 1))
+        .await
+        .unwrap();
+    assert_eq!(ids(&one), [c.id.get()]);
+}
+
+/// A walk page by page while another task creates visitors and erases others: every visitor
+/// that exists throughout the walk is seen exactly once, in order.
+pub async fn list_walk_sees_every_lasting_visitor_once_while_others_come_and_go(
+    store: SharedStore,
+) {
+    let mut lasting = Vec::new();
+    let mut doomed = Vec::new();
+    for i in 0..240 {
+        let id = store.create(NewVisitor::default()).await.unwrap().id;
+        if i % 3 == 0 {
+            doomed.push(id);
+        } else {
+            lasting.push(id.get());
+        }
+    }
+    let churn = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for (n, id) in doomed.into_iter().enumerate() {
+                store.delete(id, &IfMatch::Any).await.unwrap();
+                let new = store.create(NewVisitor::default()).await.unwrap();
+                if n % 2 == 0 {
+                    store.delete(new.id, &IfMatch::Any).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for order in [Order::Ascending, Order::Descending] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list(&query(VisitorFilter::default(), order, after, 7))
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            seen.extend(ids(&page));
+            tokio::task::yield_now().await;
+        }
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        if order == Order::Descending {
+            sorted.reverse();
+        }
+        assert_eq!(seen, sorted, "pages come in order");
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "no visitor is seen twice");
+        let seen: HashSet<i64> = seen.into_iter().collect();
+        for id in &lasting {
+            assert!(seen.contains(id), "visitor {id} existed throughout but was not seen");
+        }
+    }
+    churn.await.expect("the churn task ran");
+}
+
+fn key(owner: &str, key: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        owner: owner.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+fn fingerprint(body: &Value) -> BodyFingerprint {
+    BodyFingerprint::of(body.as_object().expect("an object"))
+}
+
+fn acquired(claim: Claim) -> ClaimTicket {
+    match claim {
+        Claim::Acquired(ticket) => ticket,
+        other => panic!("expected Acquired, got {other:?}"),
+    }
+}
+
+pub async fn idempotency_records_replay_mismatch_and_in_use(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Visitor 1", "external_id": "idem"});
+    let k = key("owner-a", "key-1");
+    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
+    assert_eq!(
+        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
+        Claim::InUse
+    );
+    let created = store
+        .create_claimed(&ticket, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.get(created.id).await.unwrap(), created);
+    assert_eq!(
+        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
+        Claim::Replay(created.clone())
+    );
+    // The answer is the one recorded, whatever happened to the visitor since.
+    store
+        .update(created.id, patch(json!({"name": "Changed"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
+        Claim::Replay(created.clone())
+    );
+    let other = json!({"name": "Visitor 2"});
+    assert_eq!(
+        store.claim(&k, &fingerprint(&other), &policy).await.unwrap(),
+        Claim::Mismatch
+    );
+    // A used ticket cannot create again.
+    assert!(matches!(
+        store.create_claimed(&ticket, new_visitor(body)).await,
+        Err(StoreError::KeyInUse)
+    ));
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [created.id.get()]);
+}
+
+pub async fn idempotency_keys_belong_to_their_owner(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Shared key"});
+    let mine = acquired(store.claim(&key("a", "k"), &fingerprint(&body), &policy).await.unwrap());
+    let first = store.create_claimed(&mine, new_visitor(body.clone())).await.unwrap();
+    let theirs = acquired(store.claim(&key("b", "k"), &fingerprint(&body), &policy).await.unwrap());
+    let second = store.create_claimed(&theirs, new_visitor(body.clone())).await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(
+        store.claim(&key("a", "k"), &fingerprint(&body), &policy).await.unwrap(),
+        Claim::Replay(first)
+    );
+}
+
+pub async fn a_failed_or_released_claim_frees_the_key(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    store.create(seed()).await.unwrap();
+    let body = json!({"external_id": "john_extid"});
+    let k = key("a", "retry-me");
+    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
+    assert!(matches!(
+        store.create_claimed(&ticket, new_visitor(body.clone())).await,
+        Err(StoreError::Conflict)
+    ));
+    // Nothing was recorded: the same key may run again, even with another body.
+    let other = json!({"external_id": "fresh"});
+    let ticket = acquired(store.claim(&k, &fingerprint(&other), &policy).await.unwrap());
+    store.release(&ticket).await.unwrap();
+    store.release(&ticket).await.unwrap();
+    let ticket = acquired(store.claim(&k, &fingerprint(&other), &policy).await.unwrap());
+    let created = store.create_claimed(&ticket, new_visitor(other.clone())).await.unwrap();
+    // Releasing a completed claim does nothing.
+    store.release(&ticket).await.unwrap();
+    assert_eq!(
+        store.claim(&k, &fingerprint(&other), &policy).await.unwrap(),
+        Claim::Replay(created)
+    );
+}
+
+pub async fn expired_records_and_stale_claims_give_the_key_up(store: SharedStore) {
+    let body = json!({"name": "Short-lived"});
+    let expiring = IdempotencyPolicy {
+        ttl: std::time::Duration::ZERO,
+        ..IdempotencyPolicy::default()
+    };
+    let k = key("a", "expiring");
+    let ticket = acquired(store.claim(&k, &fingerprint(&body), &expiring).await.unwrap());
+    let first = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
+    let ticket = acquired(store.claim(&k, &fingerprint(&body), &expiring).await.unwrap());
+    let second = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
+    assert_ne!(first.id, second.id, "an expired record is no longer replayed");
+    assert!(store.purge_expired().await.unwrap() >= 1);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+
+    let stale = IdempotencyPolicy {
+        stale_after: std::time::Duration::ZERO,
+        ..IdempotencyPolicy::default()
+    };
+    let k = key("a", "abandoned");
+    let abandoned = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
+    let taken_over = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
+    assert_ne!(abandoned, taken_over);
+    assert!(matches!(
+        store.create_claimed(&abandoned, new_visitor(body.clone())).await,
+        Err(StoreError::KeyInUse)
+    ));
+    let third = store.create_claimed(&taken_over, new_visitor(body.clone())).await.unwrap();
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [first.id.get(), second.id.get(), third.id.get()]);
+    // A live record survives a purge.
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
+    assert_eq!(
+        store.claim(&k, &fingerprint(&body), &IdempotencyPolicy::default()).await.unwrap(),
+        Claim::Replay(third)
+    );
+}
+
+pub async fn erasing_a_visitor_removes_its_idempotency_records(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Forget me", "email": "forget@example.com"});
+    let k = key("a", "erase");
+    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
+    let created = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
+    let kept = acquired(store.claim(&key("a", "keep"), &fingerprint(&body), &policy).await.unwrap());
+    let other = store.create_claimed(&kept, new_visitor(body.clone())).await.unwrap();
+    store.delete(created.id, &IfMatch::Any).await.unwrap();
+    // The record that held the erased visitor is gone: the key runs anew.
+    let again = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
+    store.release(&again).await.unwrap();
+    assert_eq!(
+        store.claim(&key("a", "keep"), &fingerprint(&body), &policy).await.unwrap(),
+        Claim::Replay(other)
+    );
+}
+
+/// Ten requests with one key at once: exactly one creates; the others find it in use or replay
+/// its answer.
+pub async fn concurrent_claims_of_one_key_create_one_visitor(store: SharedStore) {
+    let body = json!({"name": "Once"});
+    let requests = (0..10).map(|_| {
+        let store = Arc::clone(&store);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let policy = IdempotencyPolicy::default();
+            match store.claim(&key("a", "once"), &fingerprint(&body), &policy).await? {
+                Claim::Acquired(ticket) => {
+                    store.create_claimed(&ticket, new_visitor(body)).await.map(Some)
+                }
+                Claim::Replay(_) | Claim::InUse => Ok(None),
+                Claim::Mismatch => panic!("one body, no mismatch"),
+            }
+        })
+    });
+    let created: Vec<_> = join_all(requests)
+        .await
+        .into_iter()
+        .filter_map(|outcome| outcome.expect("the task ran").expect("no store error"))
+        .collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 20))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [created[0].id.get()]);
 }

@@ -1,9 +1,12 @@
-//! Storage for visitors: the [`VisitorStore`] trait every backend implements, the errors it may
-//! return, and two backends — [`PgStore`] (PostgreSQL, via sqlx) and [`MemoryStore`].
+//! Storage for visitors: the [`VisitorStore`] trait every backend implements, the
+//! [`IdempotencyStore`] trait for the records of idempotent creates, the errors they may return,
+//! and two backends — [`PgStore`] (PostgreSQL, via sqlx) and [`MemoryStore`] — each implementing
+//! both traits.
 //!
 //! The store applies the domain's rules ([`visitor_domain::VisitorPatch::apply_to`]) atomically
-//! with the write; it knows nothing of HTTP. Backend errors (such as `sqlx::Error`) are
-//! translated inside each adapter and never cross this crate's boundary.
+//! with the write, and keeps a [`Version`] per visitor that every change bumps; it knows nothing
+//! of HTTP. Backend errors (such as `sqlx::Error`) are translated inside each adapter and never
+//! cross this crate's boundary.
 
 mod memory;
 mod postgres;
@@ -12,10 +15,15 @@ mod postgres;
 pub mod conformance;
 
 use std::error::Error as StdError;
+use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use visitor_domain::{NewVisitor, ValidationErrors, Visitor, VisitorId, VisitorPatch};
+use visitor_domain::{
+    BodyFingerprint, NewVisitor, ValidationErrors, Visitor, VisitorFilter, VisitorId,
+    VisitorPatch,
+};
 
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, PgStoreOptions};
@@ -35,6 +43,13 @@ pub enum StoreError {
     /// The change breaks a rule of the domain; every offending key is named.
     #[error("the change breaks visitor rules: {0}")]
     Invalid(ValidationErrors),
+    /// The visitor's version is none of the versions the caller expected; nothing changed.
+    #[error("the visitor is not at an expected version")]
+    PreconditionFailed,
+    /// The idempotency key is held by another request that is still running (or its claim was
+    /// taken over after it went stale); nothing changed.
+    #[error("the idempotency key is in use by another request")]
+    KeyInUse,
     /// The storage cannot be reached now; the same call may succeed later.
     #[error("storage is unavailable")]
     Unavailable(#[source] Cause),
@@ -50,31 +65,144 @@ impl StoreError {
     }
 }
 
+/// The version of a stored visitor: 1 when created, one more for every change. An update that
+/// changes nothing keeps it. Every instance on one database sees the same version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(i64);
+
+impl Version {
+    /// The version of a new visitor.
+    pub const FIRST: Self = Self(1);
+
+    pub fn new(value: i64) -> Self {
+        Self(value)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The version after a change.
+    pub fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+/// A visitor as stored: the visitor and its version. Dereferences to the [`Visitor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVisitor {
+    pub visitor: Visitor,
+    pub version: Version,
+}
+
+impl Deref for StoredVisitor {
+    type Target = Visitor;
+
+    fn deref(&self) -> &Visitor {
+        &self.visitor
+    }
+}
+
+/// Which versions a conditional write accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum IfMatch {
+    /// Any version (no condition, or `*`): the visitor only has to exist.
+    #[default]
+    Any,
+    /// One of these versions; an empty list matches nothing.
+    OneOf(Vec<Version>),
+}
+
+impl IfMatch {
+    /// True when `version` satisfies the condition.
+    pub fn accepts(&self, version: Version) -> bool {
+        match self {
+            Self::Any => true,
+            Self::OneOf(versions) => versions.contains(&version),
+        }
+    }
+
+    fn versions(&self) -> Option<Vec<i64>> {
+        match self {
+            Self::Any => None,
+            Self::OneOf(versions) => Some(versions.iter().map(|v| v.get()).collect()),
+        }
+    }
+}
+
+/// The order of a list, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Ascending,
+    Descending,
+}
+
+/// One page of a keyset walk: the visitors matching `filter`, in `order`, whose id lies strictly
+/// beyond `after` (in that order), at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub filter: VisitorFilter,
+    pub order: Order,
+    pub after: Option<VisitorId>,
+    pub limit: usize,
+}
+
 /// Where visitors are kept. Every implementation is safe to share between threads
 /// (`Arc<dyn VisitorStore>`) and behaves the same way, as the conformance suite checks.
 #[async_trait]
 pub trait VisitorStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new visitor and returns it with its id (never reused) and `created` (defaulting
-    /// to now, in whole seconds).
+    /// Stores a new visitor and returns it with its id (never reused), `created` (defaulting
+    /// to now, in whole seconds) and [`Version::FIRST`].
     ///
     /// Errors: [`StoreError::Conflict`] when `external_id` is already used (nothing is stored);
     /// [`StoreError::Unavailable`] when the storage cannot be reached;
     /// [`StoreError::Internal`] otherwise.
-    async fn create(&self, new: NewVisitor) -> Result<Visitor, StoreError>;
+    async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError>;
 
     /// The visitor with this id.
     ///
     /// Errors: [`StoreError::NotFound`] when there is none; [`StoreError::Unavailable`];
     /// [`StoreError::Internal`].
-    async fn get(&self, id: VisitorId) -> Result<Visitor, StoreError>;
+    async fn get(&self, id: VisitorId) -> Result<StoredVisitor, StoreError>;
 
-    /// Applies `patch` to the visitor with this id, atomically: concurrent updates of different
-    /// keys all persist. Returns the whole visitor after the change.
+    /// Applies `patch` to the visitor with this id when its version satisfies `condition`,
+    /// atomically: concurrent updates of different keys all persist, and of two concurrent
+    /// updates expecting the same version exactly one succeeds. Returns the whole visitor after
+    /// the change; the version grows by one when anything changed.
     ///
-    /// Errors: [`StoreError::NotFound`] when there is no such visitor (checked first);
+    /// Errors, checked in this order: [`StoreError::NotFound`] when there is no such visitor;
+    /// [`StoreError::PreconditionFailed`] when its version does not satisfy `condition`;
     /// [`StoreError::Invalid`] when the patch breaks a mutability rule against the stored
-    /// visitor (nothing is changed); [`StoreError::Unavailable`]; [`StoreError::Internal`].
-    async fn update(&self, id: VisitorId, patch: VisitorPatch) -> Result<Visitor, StoreError>;
+    /// visitor. Nothing is changed on any error. [`StoreError::Unavailable`];
+    /// [`StoreError::Internal`].
+    async fn update_if(
+        &self,
+        id: VisitorId,
+        patch: VisitorPatch,
+        condition: &IfMatch,
+    ) -> Result<StoredVisitor, StoreError>;
+
+    /// [`Self::update_if`] with no condition.
+    async fn update(&self, id: VisitorId, patch: VisitorPatch) -> Result<StoredVisitor, StoreError> {
+        self.update_if(id, patch, &IfMatch::Any).await
+    }
+
+    /// Erases the visitor with this id for good when its version satisfies `condition`: its
+    /// row, and every idempotency record holding its data. Its id is never reused and its
+    /// `external_id` is free again.
+    ///
+    /// Errors: [`StoreError::NotFound`] when there is no such visitor (or it was erased already);
+    /// [`StoreError::PreconditionFailed`] when its version does not satisfy `condition` (nothing
+    /// is erased); [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError>;
+
+    /// One page of a keyset walk (see [`ListQuery`]). The cost does not grow with how deep the
+    /// page is, and a walk page by page returns every visitor that exists throughout it exactly
+    /// once, whatever is created, changed or erased meanwhile.
+    ///
+    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError>;
 
     /// Succeeds when the storage answers and is ready for the operations above.
     ///
@@ -84,3 +212,103 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
 
 /// A store shared by every worker of a service.
 pub type SharedStore = Arc<dyn VisitorStore>;
+
+/// An idempotency key as stored: the key a client sent, within the space of its owner (the
+/// caller that sent it, e.g. a digest of its token), so two callers never share a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub owner: String,
+    pub key: String,
+}
+
+/// How long records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyPolicy {
+    /// How long the answer of a successful create is kept for replays.
+    pub ttl: Duration,
+    /// A claim whose request has not finished after this long is taken to be abandoned (its
+    /// process died) and may be claimed again.
+    pub stale_after: Duration,
+}
+
+impl Default for IdempotencyPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(24 * 60 * 60),
+            stale_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The right to run the first request with a key, held until [`IdempotencyStore::create_claimed`]
+/// or [`IdempotencyStore::release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimTicket {
+    pub key: IdempotencyKey,
+    /// Tells this claim from a later one on the same key.
+    pub claim: i64,
+}
+
+/// What claiming a key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// No live record: the caller runs the request, then calls
+    /// [`IdempotencyStore::create_claimed`] or [`IdempotencyStore::release`].
+    Acquired(ClaimTicket),
+    /// A request with the same body succeeded: its answer, the visitor as it was created.
+    Replay(StoredVisitor),
+    /// A request with another body holds the key.
+    Mismatch,
+    /// A request with this key is still running.
+    InUse,
+}
+
+/// Records of idempotent creates. Implemented by every backend next to its [`VisitorStore`],
+/// over the same storage, so a create and its record are written atomically.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
+    /// Claims `key` for a create whose body has `fingerprint`, or reports the record that holds
+    /// it. An expired record, or a claim older than `policy.stale_after` that never completed,
+    /// counts as no record. Of many concurrent claims of one free key, exactly one is acquired.
+    ///
+    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Claim, StoreError>;
+
+    /// Creates the visitor and records it as the answer of the claim, atomically; on any error
+    /// nothing is stored and the claim is released, so the key may be retried.
+    ///
+    /// Errors: those of [`VisitorStore::create`]; [`StoreError::KeyInUse`] when the claim was
+    /// taken over meanwhile (it had gone stale).
+    async fn create_claimed(
+        &self,
+        ticket: &ClaimTicket,
+        new: NewVisitor,
+    ) -> Result<StoredVisitor, StoreError>;
+
+    /// Gives up a claim that will not complete (its request failed), so the key may be retried.
+    /// Releasing a claim that is no longer held does nothing.
+    ///
+    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError>;
+
+    /// Removes every expired record; returns how many.
+    ///
+    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn purge_expired(&self) -> Result<u64, StoreError>;
+}
+
+/// Idempotency records shared by every worker of a service.
+pub type SharedIdempotencyStore = Arc<dyn IdempotencyStore>;
+
+/// A backend: visitors and the idempotency records of their creates, over one storage.
+pub trait Storage: VisitorStore + IdempotencyStore {}
+
+impl<T: VisitorStore + IdempotencyStore + ?Sized> Storage for T {}
+
+/// A backend shared by every worker of a service.
+pub type SharedStorage = Arc<dyn Storage>;

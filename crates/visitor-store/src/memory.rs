@@ -1,11 +1,14 @@
-//! The in-memory backend: visitors in shards, each a vector behind its own lock, and an index of
-//! external ids by hash. Nothing survives the process.
+//! The in-memory backend: visitors in shards, each a vector behind its own lock, an index of
+//! external ids by hash, and the idempotency records in a map. Nothing survives the process.
 //!
 //! Ids are handed out from 1 upward by an atomic counter; visitor `n` lives in shard `n % SHARDS`
 //! at slot `n / SHARDS`, so a lookup is two array accesses and growing one shard copies only a
 //! sixteenth of the store (no pause while a large map rehashes under its lock). The external-id
 //! index keeps a 64-bit hash per visitor rather than a second copy of the string; a hash
 //! collision is resolved by comparing the stored visitors' ids.
+//!
+//! Locks are taken in one order: idempotency records, then an external-id index shard, then a
+//! visitor shard.
 
 use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
@@ -13,11 +16,17 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use visitor_domain::{Created, ExternalId, NewVisitor, Visitor, VisitorId, VisitorPatch};
+use visitor_domain::{
+    BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch,
+};
 
-use crate::{StoreError, VisitorStore};
+use crate::{
+    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, ListQuery,
+    Order, StoreError, StoredVisitor, Version, VisitorStore,
+};
 
 const SHARDS: usize = 16;
 
@@ -26,15 +35,35 @@ const SHARDS: usize = 16;
 /// `S` hashes external ids for the index (tests use a hasher that makes every id collide).
 #[derive(Debug)]
 pub struct MemoryStore<S = RandomState> {
-    shards: [RwLock<Vec<Option<Visitor>>>; SHARDS],
+    shards: [RwLock<Vec<Option<StoredVisitor>>>; SHARDS],
     external_ids: [Mutex<ExternalIdIndex>; SHARDS],
     hasher: S,
     last_id: AtomicI64,
+    records: Mutex<HashMap<IdempotencyKey, Record>>,
+    last_claim: AtomicI64,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::with_hasher(RandomState::new())
+    }
+}
+
+/// An idempotency record: claimed by a running request until `done` holds its answer.
+#[derive(Debug)]
+struct Record {
+    fingerprint: BodyFingerprint,
+    claim: i64,
+    claimed_at: Instant,
+    expires_at: Instant,
+    done: Option<StoredVisitor>,
+}
+
+impl Record {
+    /// True when the record no longer holds its key: expired, or a claim gone stale.
+    fn is_dead(&self, now: Instant, policy: &IdempotencyPolicy) -> bool {
+        self.expires_at <= now
+            || (self.done.is_none() && now.duration_since(self.claimed_at) >= policy.stale_after)
     }
 }
 
@@ -62,6 +91,24 @@ impl ExternalIdIndex {
             Entry::Vacant(slot) => {
                 slot.insert(id);
             }
+        }
+    }
+
+    fn remove(&mut self, hash: u64, id: VisitorId) {
+        if self.first.get(&hash) == Some(&id) {
+            match self.more.get_mut(&hash).and_then(Vec::pop) {
+                Some(promoted) => {
+                    self.first.insert(hash, promoted);
+                }
+                None => {
+                    self.first.remove(&hash);
+                }
+            }
+        } else if let Some(more) = self.more.get_mut(&hash) {
+            more.retain(|other| *other != id);
+        }
+        if self.more.get(&hash).is_some_and(Vec::is_empty) {
+            self.more.remove(&hash);
         }
     }
 }
@@ -100,6 +147,8 @@ impl<S: BuildHasher> MemoryStore<S> {
             external_ids: std::array::from_fn(|_| Mutex::new(ExternalIdIndex::default())),
             hasher,
             last_id: AtomicI64::new(0),
+            records: Mutex::new(HashMap::new()),
+            last_claim: AtomicI64::new(0),
         }
     }
 
@@ -115,7 +164,7 @@ impl<S: BuildHasher> MemoryStore<S> {
         self.len() == 0
     }
 
-    fn with_visitor<T>(&self, id: VisitorId, f: impl FnOnce(&Visitor) -> T) -> Option<T> {
+    fn with_visitor<T>(&self, id: VisitorId, f: impl FnOnce(&StoredVisitor) -> T) -> Option<T> {
         let (shard, slot) = place(id);
         read(&self.shards[shard])
             .get(slot)
@@ -124,18 +173,21 @@ impl<S: BuildHasher> MemoryStore<S> {
     }
 
     /// Assigns the next id and stores the visitor under it.
-    fn insert(&self, new: NewVisitor, now: Created) -> Result<Visitor, StoreError> {
+    fn insert(&self, new: NewVisitor, now: Created) -> Result<StoredVisitor, StoreError> {
         let next = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         let id =
             VisitorId::new(next).map_err(|_| StoreError::internal("visitor ids are exhausted"))?;
-        let visitor = new.into_visitor(id, now);
+        let stored = StoredVisitor {
+            visitor: new.into_visitor(id, now),
+            version: Version::FIRST,
+        };
         let (shard, slot) = place(id);
         let mut shard = write(&self.shards[shard]);
         if shard.len() <= slot {
             shard.resize_with(slot + 1, || None);
         }
-        shard[slot] = Some(visitor.clone());
-        Ok(visitor)
+        shard[slot] = Some(stored.clone());
+        Ok(stored)
     }
 
     fn external_id_taken(
@@ -149,18 +201,19 @@ impl<S: BuildHasher> MemoryStore<S> {
                 .unwrap_or(false)
         })
     }
-}
 
-#[async_trait]
-impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStore<S> {
-    async fn create(&self, new: NewVisitor) -> Result<Visitor, StoreError> {
+    fn index_shard(&self, hash: u64) -> MutexGuard<'_, ExternalIdIndex> {
+        lock(&self.external_ids[(hash % SHARDS as u64) as usize])
+    }
+
+    fn create_now(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
         let now = Created::now();
         let Some(external_id) = new.external_id.clone() else {
             return self.insert(new, now);
         };
         let hash = self.hasher.hash_one(external_id.as_str());
         // Holding the index shard of this hash makes check-and-insert atomic for the id.
-        let mut index = lock(&self.external_ids[(hash % SHARDS as u64) as usize]);
+        let mut index = self.index_shard(hash);
         if self.external_id_taken(&index, hash, &external_id) {
             return Err(StoreError::Conflict);
         }
@@ -169,25 +222,198 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
         Ok(visitor)
     }
 
-    async fn get(&self, id: VisitorId) -> Result<Visitor, StoreError> {
-        self.with_visitor(id, Visitor::clone)
+    /// The ids a keyset walk visits after `after`, in order, among those handed out so far.
+    fn ids_beyond(&self, order: Order, after: Option<VisitorId>) -> Box<dyn Iterator<Item = i64>> {
+        let last = self.last_id.load(Ordering::Acquire);
+        match order {
+            Order::Ascending => {
+                let start = after.map_or(1, |id| id.get().saturating_add(1));
+                Box::new(start..=last)
+            }
+            Order::Descending => {
+                let start = after.map_or(last, |id| (id.get() - 1).min(last));
+                Box::new((1..=start).rev())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStore<S> {
+    async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
+        self.create_now(new)
+    }
+
+    async fn get(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
+        self.with_visitor(id, StoredVisitor::clone)
             .ok_or(StoreError::NotFound)
     }
 
-    async fn update(&self, id: VisitorId, patch: VisitorPatch) -> Result<Visitor, StoreError> {
+    async fn update_if(
+        &self,
+        id: VisitorId,
+        patch: VisitorPatch,
+        condition: &IfMatch,
+    ) -> Result<StoredVisitor, StoreError> {
         let (shard, slot) = place(id);
         let mut shard = write(&self.shards[shard]);
         let stored = shard
             .get_mut(slot)
             .and_then(Option::as_mut)
             .ok_or(StoreError::NotFound)?;
+        if !condition.accepts(stored.version) {
+            return Err(StoreError::PreconditionFailed);
+        }
         let next = patch.apply_to(stored).map_err(StoreError::Invalid)?;
-        *stored = next.clone();
-        Ok(next)
+        if next != stored.visitor {
+            stored.visitor = next;
+            stored.version = stored.version.next();
+        }
+        Ok(stored.clone())
+    }
+
+    async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError> {
+        let external_id = self
+            .with_visitor(id, |stored| stored.external_id.clone())
+            .ok_or(StoreError::NotFound)?;
+        let hash = external_id
+            .as_ref()
+            .map(|external_id| self.hasher.hash_one(external_id.as_str()));
+        {
+            let mut index = hash.map(|hash| self.index_shard(hash));
+            let (shard, slot) = place(id);
+            let mut shard = write(&self.shards[shard]);
+            let stored = shard
+                .get_mut(slot)
+                .filter(|stored| stored.is_some())
+                .ok_or(StoreError::NotFound)?;
+            if !stored.as_ref().is_some_and(|s| condition.accepts(s.version)) {
+                return Err(StoreError::PreconditionFailed);
+            }
+            *stored = None;
+            if let (Some(index), Some(hash)) = (index.as_mut(), hash) {
+                index.remove(hash, id);
+            }
+        }
+        lock(&self.records).retain(|_, record| record.done.as_ref().is_none_or(|v| v.id != id));
+        Ok(())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError> {
+        let matches = |stored: &StoredVisitor| query.filter.matches(stored);
+        let mut page = Vec::new();
+        if let Some(external_id) = &query.filter.external_id {
+            let hash = self.hasher.hash_one(external_id.as_str());
+            let index = self.index_shard(hash);
+            let beyond = |id: VisitorId| match (query.order, query.after) {
+                (_, None) => true,
+                (Order::Ascending, Some(after)) => id > after,
+                (Order::Descending, Some(after)) => id < after,
+            };
+            for id in index.candidates(hash).filter(|id| beyond(*id)) {
+                if let Some(stored) = self.with_visitor(id, StoredVisitor::clone) {
+                    if matches(&stored) {
+                        page.push(stored);
+                    }
+                }
+            }
+            page.truncate(query.limit);
+            return Ok(page);
+        }
+        for id in self.ids_beyond(query.order, query.after) {
+            if page.len() >= query.limit {
+                break;
+            }
+            let Ok(id) = VisitorId::new(id) else { continue };
+            if let Some(Some(stored)) =
+                self.with_visitor(id, |stored| matches(stored).then(|| stored.clone()))
+            {
+                page.push(stored);
+            }
+        }
+        Ok(page)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for MemoryStore<S> {
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let mut records = lock(&self.records);
+        if let Some(record) = records.get(key).filter(|r| !r.is_dead(now, policy)) {
+            return Ok(match &record.done {
+                None => Claim::InUse,
+                Some(_) if record.fingerprint != *fingerprint => Claim::Mismatch,
+                Some(answer) => Claim::Replay(answer.clone()),
+            });
+        }
+        let claim = self.last_claim.fetch_add(1, Ordering::Relaxed) + 1;
+        records.insert(
+            key.clone(),
+            Record {
+                fingerprint: *fingerprint,
+                claim,
+                claimed_at: now,
+                expires_at: now + policy.ttl,
+                done: None,
+            },
+        );
+        Ok(Claim::Acquired(ClaimTicket {
+            key: key.clone(),
+            claim,
+        }))
+    }
+
+    async fn create_claimed(
+        &self,
+        ticket: &ClaimTicket,
+        new: NewVisitor,
+    ) -> Result<StoredVisitor, StoreError> {
+        let mut records = lock(&self.records);
+        let Some(record) = records
+            .get_mut(&ticket.key)
+            .filter(|r| r.claim == ticket.claim && r.done.is_none())
+        else {
+            return Err(StoreError::KeyInUse);
+        };
+        match self.create_now(new) {
+            Ok(stored) => {
+                record.done = Some(stored.clone());
+                Ok(stored)
+            }
+            Err(error) => {
+                records.remove(&ticket.key);
+                Err(error)
+            }
+        }
+    }
+
+    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
+        let mut records = lock(&self.records);
+        if records
+            .get(&ticket.key)
+            .is_some_and(|r| r.claim == ticket.claim && r.done.is_none())
+        {
+            records.remove(&ticket.key);
+        }
+        Ok(())
+    }
+
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let mut records = lock(&self.records);
+        let before = records.len();
+        records.retain(|_, record| record.expires_at > now);
+        Ok((before - records.len()) as u64)
     }
 }
 
@@ -229,6 +455,26 @@ mod tests {
         }
         assert_eq!(store.get(b.id).await.unwrap(), b);
         assert_eq!((a.id.get(), b.id.get(), c.id.get()), (1, 2, 3));
+        assert_eq!(store.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn erasing_under_colliding_hashes_frees_only_its_own_external_id() {
+        let store = MemoryStore::with_hasher(BuildHasherDefault::<Colliding>::default());
+        let a = store.create(new_with("a")).await.unwrap();
+        let b = store.create(new_with("b")).await.unwrap();
+        let c = store.create(new_with("c")).await.unwrap();
+        store.delete(a.id, &IfMatch::Any).await.unwrap();
+        store.delete(c.id, &IfMatch::Any).await.unwrap();
+        assert!(matches!(
+            store.create(new_with("b")).await,
+            Err(StoreError::Conflict)
+        ));
+        let a2 = store.create(new_with("a")).await.unwrap();
+        assert!(a2.id > c.id);
+        store.delete(b.id, &IfMatch::Any).await.unwrap();
+        store.create(new_with("b")).await.unwrap();
+        store.create(new_with("c")).await.unwrap();
         assert_eq!(store.len(), 3);
     }
 

@@ -1,5 +1,7 @@
 //! The PostgreSQL backend: sqlx with compile-time checked queries, migrations embedded in the
-//! binary and run on first use, ids from an identity column, `external_id` unique by index.
+//! binary and run on first use, ids from an identity column, `external_id` unique by index,
+//! a version column bumped by every change, keyset pages over indexes, and the idempotency
+//! records in a table of their own.
 
 use std::time::Duration;
 
@@ -9,12 +11,16 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection;
 use tokio::sync::OnceCell;
+use sqlx::Row;
 use visitor_domain::{
-    Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes, Phone, Visitor,
-    VisitorId, VisitorPatch,
+    BodyFingerprint, Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes,
+    Phone, Visitor, VisitorId, VisitorPatch,
 };
 
-use crate::{StoreError, VisitorStore};
+use crate::{
+    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, ListQuery,
+    Order, StoreError, StoredVisitor, Version, VisitorStore,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -61,9 +67,26 @@ struct VisitorRow {
     external_id: Option<String>,
     banned: bool,
     created: DateTime<Utc>,
+    version: i64,
 }
 
-impl TryFrom<VisitorRow> for Visitor {
+impl VisitorRow {
+    fn decode(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            notes: row.try_get("notes")?,
+            external_id: row.try_get("external_id")?,
+            banned: row.try_get("banned")?,
+            created: row.try_get("created")?,
+            version: row.try_get("version")?,
+        })
+    }
+}
+
+impl TryFrom<VisitorRow> for StoredVisitor {
     type Error = StoreError;
 
     fn try_from(row: VisitorRow) -> Result<Self, Self::Error> {
@@ -77,7 +100,7 @@ impl TryFrom<VisitorRow> for Visitor {
         ) -> Result<Option<T>, FieldError> {
             value.map(parse).transpose()
         }
-        Ok(Visitor {
+        let visitor = Visitor {
             banned: row.banned,
             created: Created::from_datetime(row.created).map_err(corrupt)?,
             email: text(row.email, Email::parse).map_err(corrupt)?,
@@ -86,9 +109,16 @@ impl TryFrom<VisitorRow> for Visitor {
             name: text(row.name, Name::parse).map_err(corrupt)?,
             notes: text(row.notes, Notes::parse).map_err(corrupt)?,
             phone: text(row.phone, Phone::parse).map_err(corrupt)?,
+        };
+        Ok(StoredVisitor {
+            visitor,
+            version: Version::new(row.version),
         })
     }
 }
+
+/// The columns of a visitor, in every statement that returns one.
+const COLUMNS: &str = "id, name, email, phone, notes, external_id, banned, created, version";
 
 impl PgStore {
     /// A store for the database at `url`. Fails only when the URL cannot be parsed; the
@@ -137,10 +167,10 @@ impl PgStore {
             .map(|_| ())
     }
 
-    async fn fetch(&self, id: VisitorId) -> Result<Visitor, StoreError> {
+    async fn fetch(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
         sqlx::query_as!(
             VisitorRow,
-            "SELECT id, name, email, phone, notes, external_id, banned, created
+            "SELECT id, name, email, phone, notes, external_id, banned, created, version
              FROM visitors WHERE id = $1",
             id.get()
         )
@@ -151,16 +181,101 @@ impl PgStore {
         .try_into()
     }
 
-    /// Explains why a patch matched no row: the visitor is missing, or a read-only key differs.
-    async fn refusal(&self, id: VisitorId, patch: &VisitorPatch) -> StoreError {
+    /// Explains why a conditional update matched no row: the visitor is missing, its version
+    /// is not an expected one, or a read-only key differs.
+    async fn refusal(&self, id: VisitorId, patch: &VisitorPatch, condition: &IfMatch) -> StoreError {
         match self.fetch(id).await {
+            Ok(stored) if !condition.accepts(stored.version) => StoreError::PreconditionFailed,
             Ok(stored) => match patch.check_read_only(&stored) {
                 Err(errors) => StoreError::Invalid(errors),
-                // The row appeared after the update looked for it: the update came first.
-                Ok(()) => StoreError::NotFound,
+                // The row changed after the update looked at it: the update came first, against
+                // a version it no longer has.
+                Ok(()) => StoreError::PreconditionFailed,
             },
             Err(error) => error,
         }
+    }
+
+    /// Inserts a visitor.
+    async fn insert(&self, new: &NewVisitor) -> Result<StoredVisitor, StoreError> {
+        let created = new.created.unwrap_or_else(Created::now);
+        sqlx::query_as!(
+            VisitorRow,
+            "INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
+            new.name.as_ref().map(Name::as_str),
+            new.email.as_ref().map(Email::as_str),
+            new.phone.as_ref().map(Phone::as_str),
+            new.notes.as_ref().map(Notes::as_str),
+            new.external_id.as_ref().map(ExternalId::as_str),
+            new.banned,
+            created.get(),
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?
+        .try_into()
+    }
+
+    /// Creates the visitor and records it as the claim's answer, in one transaction.
+    async fn create_and_record(
+        &self,
+        ticket: &ClaimTicket,
+        new: &NewVisitor,
+    ) -> Result<StoredVisitor, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(translate)?;
+        // The insert happens only while the claim is still held, and locks the claim's row.
+        let created = new.created.unwrap_or_else(Created::now);
+        let row = sqlx::query_as!(
+            VisitorRow,
+            "WITH held AS (
+                 SELECT 1 FROM idempotency_keys
+                 WHERE owner = $8 AND key = $9 AND claim = $10 AND visitor_id IS NULL
+                 FOR UPDATE
+             )
+             INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
+             SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean,
+                    $7::timestamptz
+             FROM held
+             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
+            new.name.as_ref().map(Name::as_str),
+            new.email.as_ref().map(Email::as_str),
+            new.phone.as_ref().map(Phone::as_str),
+            new.notes.as_ref().map(Notes::as_str),
+            new.external_id.as_ref().map(ExternalId::as_str),
+            new.banned,
+            created.get(),
+            ticket.key.owner,
+            ticket.key.key,
+            ticket.claim,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(translate)?;
+        // No row: the claim went stale and another request holds the key now; the transaction
+        // rolls back when dropped.
+        let stored: StoredVisitor = row.ok_or(StoreError::KeyInUse)?.try_into()?;
+        let answer = serde_json::to_string(&stored.visitor)
+            .map_err(|error| StoreError::Internal(Box::new(error)))?;
+        let recorded = sqlx::query!(
+            "UPDATE idempotency_keys SET visitor_id = $4, answer = $5, version = $6
+             WHERE owner = $1 AND key = $2 AND claim = $3 AND visitor_id IS NULL",
+            ticket.key.owner,
+            ticket.key.key,
+            ticket.claim,
+            stored.id.get(),
+            answer,
+            stored.version.get(),
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(translate)?;
+        if recorded.rows_affected() == 0 {
+            return Err(StoreError::internal("a held idempotency claim could not be completed"));
+        }
+        tx.commit().await.map_err(translate)?;
+        Ok(stored)
     }
 }
 
@@ -182,48 +297,43 @@ fn expected_value<T: AsRef<str>>(field: &Field<T>) -> (bool, Option<&str>) {
 #[async_trait]
 impl VisitorStore for PgStore {
     #[tracing::instrument(name = "store.create", skip_all)]
-    async fn create(&self, new: NewVisitor) -> Result<Visitor, StoreError> {
+    async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
         self.migrate().await?;
-        let created = new.created.unwrap_or_else(Created::now);
-        sqlx::query_as!(
-            VisitorRow,
-            "INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             RETURNING id, name, email, phone, notes, external_id, banned, created",
-            new.name.as_ref().map(Name::as_str),
-            new.email.as_ref().map(Email::as_str),
-            new.phone.as_ref().map(Phone::as_str),
-            new.notes.as_ref().map(Notes::as_str),
-            new.external_id.as_ref().map(ExternalId::as_str),
-            new.banned,
-            created.get(),
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(translate)?
-        .try_into()
+        self.insert(&new).await
     }
 
     #[tracing::instrument(name = "store.get", skip(self))]
-    async fn get(&self, id: VisitorId) -> Result<Visitor, StoreError> {
+    async fn get(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
         self.migrate().await?;
         self.fetch(id).await
     }
 
     #[tracing::instrument(name = "store.update", skip(self, patch))]
-    async fn update(&self, id: VisitorId, patch: VisitorPatch) -> Result<Visitor, StoreError> {
+    async fn update_if(
+        &self,
+        id: VisitorId,
+        patch: VisitorPatch,
+        condition: &IfMatch,
+    ) -> Result<StoredVisitor, StoreError> {
         self.migrate().await?;
         if patch.changes_nothing() || !patch.id.agrees_with(Some(&id.get())) {
             let stored = self.fetch(id).await?;
-            return patch.apply_to(&stored).map_err(StoreError::Invalid);
+            if !condition.accepts(stored.version) {
+                return Err(StoreError::PreconditionFailed);
+            }
+            patch.apply_to(&stored).map_err(StoreError::Invalid)?;
+            return Ok(stored);
         }
-        // One statement: the merge and the read-only comparisons happen under the row lock,
-        // so concurrent updates of different keys all persist.
+        // One statement: the merge, the version check and the read-only comparisons happen
+        // under the row lock, so concurrent updates of different keys all persist and of two
+        // updates expecting one version only the first succeeds. The version grows only when
+        // a value changes.
         let (set_name, name) = column_change(&patch.name);
         let (set_email, email) = column_change(&patch.email);
         let (set_phone, phone) = column_change(&patch.phone);
         let (any_external_id, external_id) = expected_value(&patch.external_id);
         let (any_notes, notes) = expected_value(&patch.notes);
+        let versions = condition.versions();
         let row = sqlx::query_as!(
             VisitorRow,
             "UPDATE visitors SET
@@ -231,11 +341,20 @@ impl VisitorStore for PgStore {
                  email = CASE WHEN $4 THEN $5 ELSE email END,
                  phone = CASE WHEN $6 THEN $7 ELSE phone END,
                  banned = COALESCE($8, banned),
-                 created = COALESCE($9, created)
+                 created = COALESCE($9, created),
+                 version = version + CASE
+                     WHEN (CASE WHEN $2 THEN $3 ELSE name END,
+                           CASE WHEN $4 THEN $5 ELSE email END,
+                           CASE WHEN $6 THEN $7 ELSE phone END,
+                           COALESCE($8, banned),
+                           COALESCE($9, created))
+                          IS DISTINCT FROM (name, email, phone, banned, created)
+                     THEN 1 ELSE 0 END
              WHERE id = $1
                AND ($10 OR external_id IS NOT DISTINCT FROM $11)
                AND ($12 OR notes IS NOT DISTINCT FROM $13)
-             RETURNING id, name, email, phone, notes, external_id, banned, created",
+               AND ($14::bigint[] IS NULL OR version = ANY($14))
+             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
             id.get(),
             set_name,
             name,
@@ -249,14 +368,97 @@ impl VisitorStore for PgStore {
             external_id,
             any_notes,
             notes,
+            versions.as_deref(),
         )
         .fetch_optional(&self.pool)
         .await
         .map_err(translate)?;
         match row {
             Some(row) => row.try_into(),
-            None => Err(self.refusal(id, &patch).await),
+            None => Err(self.refusal(id, &patch, condition).await),
         }
+    }
+
+    #[tracing::instrument(name = "store.delete", skip(self))]
+    async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError> {
+        self.migrate().await?;
+        // The idempotency records holding the visitor go with it (ON DELETE CASCADE).
+        let versions = condition.versions();
+        let deleted = sqlx::query!(
+            "DELETE FROM visitors WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))",
+            id.get(),
+            versions.as_deref(),
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        if deleted.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.fetch(id).await {
+            Ok(_) => Err(StoreError::PreconditionFailed),
+            Err(error) => Err(error),
+        }
+    }
+
+    #[tracing::instrument(name = "store.list", skip(self))]
+    async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError> {
+        self.migrate().await?;
+        // Only the conditions in use are written, so each combination gets a plan that walks
+        // an index from the cursor (a generic `$n IS NULL OR ...` plan could not).
+        let (beyond, direction) = match query.order {
+            Order::Ascending => (">", "ASC"),
+            Order::Descending => ("<", "DESC"),
+        };
+        let mut conditions: Vec<String> = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if query.after.is_some() {
+            conditions.push(format!("id {beyond} ${}", next()));
+        }
+        if query.filter.external_id.is_some() {
+            conditions.push(format!("external_id = ${}", next()));
+        }
+        if query.filter.email_folded().is_some() {
+            conditions.push(format!("{EMAIL_FOLDED} = ${}", next()));
+        }
+        if query.filter.banned.is_some() {
+            conditions.push(format!("banned = ${}", next()));
+        }
+        let limit = next();
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM visitors {filter} ORDER BY id {direction} LIMIT ${limit}"
+        );
+        let mut statement = sqlx::query(&sql);
+        if let Some(after) = query.after {
+            statement = statement.bind(after.get());
+        }
+        if let Some(external_id) = &query.filter.external_id {
+            statement = statement.bind(external_id.as_str());
+        }
+        if let Some(email) = query.filter.email_folded() {
+            statement = statement.bind(email);
+        }
+        if let Some(banned) = query.filter.banned {
+            statement = statement.bind(banned);
+        }
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = statement
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        rows.iter()
+            .map(|row| VisitorRow::decode(row).map_err(translate)?.try_into())
+            .collect()
     }
 
     #[tracing::instrument(name = "store.ping", skip(self))]
@@ -267,6 +469,132 @@ impl VisitorStore for PgStore {
             .await
             .map_err(translate)?;
         Ok(())
+    }
+}
+
+/// `email` folded to ASCII lower case, exactly as the index `visitors_email_ascii_ci_id` has it.
+const EMAIL_FOLDED: &str =
+    "translate(email, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
+
+/// A record of an idempotency key as read back.
+struct RecordRow {
+    fingerprint: Vec<u8>,
+    answer: Option<String>,
+    version: Option<i64>,
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    #[tracing::instrument(name = "store.claim", skip_all)]
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+    ) -> Result<Claim, StoreError> {
+        self.migrate().await?;
+        // One statement claims a free key, or takes over a dead record (expired, or a claim
+        // gone stale); a live record makes it return nothing.
+        let claimed = sqlx::query_scalar!(
+            "INSERT INTO idempotency_keys AS k
+                 (owner, key, fingerprint, claim, claimed_at, expires_at)
+             VALUES ($1, $2, $3, nextval('idempotency_claims'), now(),
+                     now() + make_interval(secs => $4))
+             ON CONFLICT (owner, key) DO UPDATE SET
+                 fingerprint = EXCLUDED.fingerprint, claim = EXCLUDED.claim,
+                 claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at,
+                 visitor_id = NULL, answer = NULL, version = NULL
+             WHERE k.expires_at <= now()
+                OR (k.visitor_id IS NULL AND k.claimed_at <= now() - make_interval(secs => $5))
+             RETURNING claim",
+            key.owner,
+            key.key,
+            fingerprint.as_bytes().as_slice(),
+            policy.ttl.as_secs_f64(),
+            policy.stale_after.as_secs_f64(),
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?;
+        if let Some(claim) = claimed {
+            return Ok(Claim::Acquired(ClaimTicket {
+                key: key.clone(),
+                claim,
+            }));
+        }
+        let record = sqlx::query_as!(
+            RecordRow,
+            "SELECT fingerprint, answer, version FROM idempotency_keys
+             WHERE owner = $1 AND key = $2",
+            key.owner,
+            key.key,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?;
+        // A record that vanished since (purged, or its visitor erased) is reported in use: the
+        // client's retry will find the key free.
+        let Some(record) = record else {
+            return Ok(Claim::InUse);
+        };
+        let (Some(answer), Some(version)) = (record.answer, record.version) else {
+            return Ok(Claim::InUse);
+        };
+        if record.fingerprint.as_slice() != fingerprint.as_bytes().as_slice() {
+            return Ok(Claim::Mismatch);
+        }
+        let visitor: Visitor = serde_json::from_str(&answer).map_err(|error| {
+            StoreError::internal(format!("a recorded answer cannot be read: {error}"))
+        })?;
+        Ok(Claim::Replay(StoredVisitor {
+            visitor,
+            version: Version::new(version),
+        }))
+    }
+
+    #[tracing::instrument(name = "store.create_claimed", skip_all)]
+    async fn create_claimed(
+        &self,
+        ticket: &ClaimTicket,
+        new: NewVisitor,
+    ) -> Result<StoredVisitor, StoreError> {
+        self.migrate().await?;
+        match self.create_and_record(ticket, &new).await {
+            Ok(stored) => Ok(stored),
+            Err(StoreError::KeyInUse) => Err(StoreError::KeyInUse),
+            Err(error) => {
+                if let Err(release) = self.release(ticket).await {
+                    tracing::warn!(error = %release, "an idempotency claim could not be released; it goes stale");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "store.release", skip_all)]
+    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
+        self.migrate().await?;
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+             WHERE owner = $1 AND key = $2 AND claim = $3 AND visitor_id IS NULL",
+            ticket.key.owner,
+            ticket.key.key,
+            ticket.claim,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(translate)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "store.purge_expired", skip_all)]
+    async fn purge_expired(&self) -> Result<u64, StoreError> {
+        self.migrate().await?;
+        let purged = sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+            .execute(&self.pool)
+            .await
+            .map_err(translate)?;
+        Ok(purged.rows_affected())
     }
 }
 
