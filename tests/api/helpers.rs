@@ -11,7 +11,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
 use visitor_http::{AppState, Application, ServerOptions};
-use visitor_store::{MemoryStore, PgStore, SharedStore};
+use visitor_store::{IdempotencyPolicy, MemoryStore, PgStore, SharedStorage};
 
 pub const ADMIN_TOKEN: &str = "admin-test-token";
 pub const AGENT_TOKEN: &str = "agent-test-token";
@@ -64,7 +64,15 @@ fn tokens() -> TokenRegistry {
     ])
 }
 
-pub async fn spawn_with(store: SharedStore, pool: Option<PgPool>) -> TestApp {
+pub async fn spawn_with(store: SharedStorage, pool: Option<PgPool>) -> TestApp {
+    spawn_with_policy(store, pool, IdempotencyPolicy::default()).await
+}
+
+pub async fn spawn_with_policy(
+    store: SharedStorage,
+    pool: Option<PgPool>,
+    idempotency: IdempotencyPolicy,
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let options = ServerOptions {
         workers: Some(2),
@@ -74,6 +82,7 @@ pub async fn spawn_with(store: SharedStore, pool: Option<PgPool>) -> TestApp {
     let state = AppState {
         store,
         tokens: tokens(),
+        idempotency,
     };
     let app = Application::build(state, listener, &options).unwrap();
     let base = format!("http://{}", app.addr());
@@ -149,7 +158,7 @@ impl Answer {
             self.text
         );
         let keys: Vec<&String> = self.body.as_object().unwrap().keys().collect();
-        let expected: &[&str] = if status == 422 {
+        let expected: &[&str] = if code == "RecordInvalid" || (status == 400 && self.body.get("details").is_some()) {
             &["error", "description", "details"]
         } else {
             &["error", "description"]
@@ -158,7 +167,7 @@ impl Answer {
         self
     }
 
-    /// The keys named in a 422's `details`, sorted.
+    /// The keys named in the `details` of a 422 or of a 400 about List's parameters, sorted.
     pub fn detail_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.body["details"]
             .as_object()
@@ -212,6 +221,26 @@ impl TestApp {
                 .json(body),
         )
         .await
+    }
+
+    /// List Visitors with a raw query string (`""` for none).
+    pub async fn list(&self, query: &str) -> Answer {
+        let path = if query.is_empty() {
+            "/api/v2/chat/visitors".to_owned()
+        } else {
+            format!("/api/v2/chat/visitors?{query}")
+        };
+        self.send(self.admin(Method::GET, &path)).await
+    }
+
+    /// Fetches a full URL (e.g. a page's `links.next`) as the administrator.
+    pub async fn get_url(&self, url: &str) -> Answer {
+        self.send(self.client.get(url).bearer_auth(ADMIN_TOKEN)).await
+    }
+
+    pub async fn delete(&self, id: impl std::fmt::Display) -> Answer {
+        self.send(self.admin(Method::DELETE, &format!("/api/v2/chat/visitors/{id}")))
+            .await
     }
 
     /// Stops the server and closes its database pool (so the test database can be dropped).

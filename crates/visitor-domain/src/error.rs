@@ -25,6 +25,8 @@ pub enum ErrorCode {
     UnknownField,
     /// The key is given more than once (e.g. a list filter repeated in the query).
     Duplicate,
+    /// A number outside its allowed range (e.g. a page size).
+    OutOfRange,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::ReadOnly => "ReadOnly",
             Self::UnknownField => "UnknownField",
             Self::Duplicate => "Duplicate",
+            Self::OutOfRange => "OutOfRange",
         }
     }
 }

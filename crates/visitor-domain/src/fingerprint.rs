@@ -68,7 +68,6 @@ fn write_value(value: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn fingerprint(text: &str) -> BodyFingerprint {
         let value: Value = serde_json::from_str(text).unwrap();

@@ -12,6 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
+use actix_web::HttpMessage;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -101,6 +102,22 @@ impl TokenSpec {
     }
 }
 
+/// Who sent a request that passed authentication: its role, and an identity derived from its
+/// token (the hex SHA-256 digest), under which its idempotency keys are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    pub owner: String,
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The configured tokens.
 #[derive(Debug, Clone, Default)]
 pub struct TokenRegistry {
@@ -115,10 +132,13 @@ impl TokenRegistry {
     /// The role of a presented token, comparing its digest with every configured one in
     /// constant time.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
-        let presented = digest(presented);
+        self.role_of_digest(&digest(presented))
+    }
+
+    fn role_of_digest(&self, presented: &TokenDigest) -> Option<Role> {
         let mut role = None;
         for spec in &self.tokens {
-            if bool::from(spec.digest.ct_eq(&presented)) {
+            if bool::from(spec.digest.ct_eq(presented)) {
                 role = Some(spec.role);
             }
         }
@@ -126,16 +146,20 @@ impl TokenRegistry {
     }
 
     /// Checks an `Authorization` header value: `Bearer <token>` with a known administrator
-    /// token passes.
-    pub fn authorize(&self, authorization: Option<&str>) -> Result<Role, ApiError> {
+    /// token passes, as that caller.
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
         let token = authorization
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        match self.role_of(token) {
-            Some(Role::Administrator) => Ok(Role::Administrator),
+        let presented = digest(token);
+        match self.role_of_digest(&presented) {
+            Some(Role::Administrator) => Ok(Caller {
+                role: Role::Administrator,
+                owner: hex::encode(presented),
+            }),
             Some(Role::Agent) => Err(ApiError::Forbidden),
             None => Err(ApiError::Unauthorized),
         }
@@ -148,7 +172,8 @@ fn is_api_path(path: &str) -> bool {
 }
 
 /// Middleware: every `/api/v2/...` request needs an administrator's bearer token.
-/// Refusals are answered here, as responses, without calling the routes.
+/// Refusals are answered here, as responses, without calling the routes; a request that passes
+/// carries its [`Caller`] in its extensions.
 pub async fn require_administrator(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -162,8 +187,11 @@ pub async fn require_administrator(
             Some(registry) => registry.authorize(authorization),
             None => Err(ApiError::internal("the token registry is not configured")),
         };
-        if let Err(refusal) = verdict {
-            return Ok(req.error_response(refusal).map_into_right_body());
+        match verdict {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+            }
+            Err(refusal) => return Ok(req.error_response(refusal).map_into_right_body()),
         }
     }
     Ok(next.call(req).await?.map_into_left_body())
@@ -192,10 +220,10 @@ mod tests {
     #[test]
     fn administrators_pass_and_agents_are_forbidden() {
         let registry = registry();
-        assert_eq!(
-            registry.authorize(Some("Bearer admin-token")).ok(),
-            Some(Role::Administrator)
-        );
+        let caller = registry.authorize(Some("Bearer admin-token")).unwrap();
+        assert_eq!(caller.role, Role::Administrator);
+        assert_eq!(caller.owner, hex::encode(Sha256::digest(b"admin-token")));
+        assert!(!format!("{caller:?}").contains(&caller.owner));
         assert!(registry.authorize(Some("bearer admin-token")).is_ok());
         assert!(matches!(
             registry.authorize(Some("Bearer agent-token")),

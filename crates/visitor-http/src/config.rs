@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
-use visitor_store::PgStoreOptions;
+use visitor_store::{IdempotencyPolicy, PgStoreOptions};
 
 use crate::auth::TokenSpec;
 
@@ -61,6 +61,10 @@ pub struct Config {
     #[arg(long, env = "VISITORS_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// Seconds the answer of a create with an Idempotency-Key is kept for replays.
+    #[arg(long, env = "VISITORS_IDEMPOTENCY_TTL", default_value_t = 86_400)]
+    pub idempotency_ttl: u64,
+
     /// Print the OpenAPI document as YAML and exit.
     #[arg(long, hide = true)]
     pub print_openapi: bool,
@@ -79,6 +83,13 @@ impl Config {
             .filter(|spec| !spec.expose_secret().trim().is_empty())
             .map(TokenSpec::parse)
             .collect()
+    }
+
+    pub fn idempotency_policy(&self) -> IdempotencyPolicy {
+        IdempotencyPolicy {
+            ttl: Duration::from_secs(self.idempotency_ttl),
+            ..IdempotencyPolicy::default()
+        }
     }
 
     pub fn pg_options(&self) -> PgStoreOptions {

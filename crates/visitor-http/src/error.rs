@@ -12,12 +12,16 @@ use visitor_store::{Cause, StoreError};
 
 /// Seconds a client should wait before retrying when storage is unavailable.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
+/// Seconds a client should wait before retrying a request whose idempotency key is in use.
+pub const KEY_IN_USE_RETRY_AFTER_SECONDS: u32 = 1;
 
 /// Everything a request can fail with, as the client sees it.
 #[derive(Debug)]
 pub enum ApiError {
-    /// The body is not JSON or not an object, or the path id is malformed.
+    /// The body is not JSON or not an object, or the path id or a header is malformed.
     BadRequest(String),
+    /// List's query parameters are wrong; every offending parameter is named.
+    BadQuery(ValidationErrors),
     /// No credentials, another scheme, or an unknown token.
     Unauthorized,
     /// A known token whose role may not do this.
@@ -30,6 +34,12 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// `external_id` is already used by another visitor.
     Conflict,
+    /// The idempotency key is held by a request that is still running.
+    IdempotencyKeyInUse,
+    /// The idempotency key was used with another body.
+    IdempotencyKeyMismatch,
+    /// `If-Match` names no current version of the visitor.
+    PreconditionFailed,
     /// The body is over the limit.
     PayloadTooLarge,
     /// A body that is not declared as JSON.
@@ -59,13 +69,18 @@ impl ApiError {
     /// The status and stable `error` code of each variant: the one table of the envelope.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            Self::BadRequest(_) | Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
             Self::RecordNotFound => (StatusCode::NOT_FOUND, "RecordNotFound"),
             Self::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             Self::Conflict => (StatusCode::CONFLICT, "Conflict"),
+            Self::IdempotencyKeyInUse => (StatusCode::CONFLICT, "IdempotencyKeyInUse"),
+            Self::IdempotencyKeyMismatch => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "IdempotencyKeyMismatch")
+            }
+            Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
@@ -80,6 +95,7 @@ impl ApiError {
     pub fn description(&self) -> String {
         match self {
             Self::BadRequest(reason) => reason.clone(),
+            Self::BadQuery(_) => "Invalid query parameters".into(),
             Self::Unauthorized => {
                 "a valid bearer token is required (Authorization: Bearer <token>)".into()
             }
@@ -88,6 +104,15 @@ impl ApiError {
             Self::NotFound => "no such route".into(),
             Self::MethodNotAllowed(allow) => format!("method not allowed here; allowed: {allow}"),
             Self::Conflict => "external_id is already used by another visitor".into(),
+            Self::IdempotencyKeyInUse => {
+                "a request with this Idempotency-Key is still running; retry after the number of seconds in Retry-After".into()
+            }
+            Self::IdempotencyKeyMismatch => {
+                "this Idempotency-Key was used with another request body".into()
+            }
+            Self::PreconditionFailed => {
+                "If-Match names no current version of the visitor; fetch it again".into()
+            }
             Self::PayloadTooLarge => {
                 format!(
                     "the body is over the limit of {} bytes",
@@ -111,7 +136,7 @@ impl ApiError {
             error: self.status_and_code().1,
             description: self.description(),
             details: match self {
-                Self::RecordInvalid(errors) => Some(errors),
+                Self::RecordInvalid(errors) | Self::BadQuery(errors) => Some(errors),
                 _ => None,
             },
         }
@@ -133,6 +158,7 @@ impl ApiError {
             404 => Self::NotFound,
             405 => Self::MethodNotAllowed(""),
             409 => Self::Conflict,
+            412 => Self::PreconditionFailed,
             413 => Self::PayloadTooLarge,
             415 => Self::UnsupportedMediaType,
             503 => Self::ServiceUnavailable("unavailable".into()),
@@ -177,6 +203,9 @@ impl ResponseError for ApiError {
             Self::ServiceUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
             }
+            Self::IdempotencyKeyInUse => {
+                response.insert_header((header::RETRY_AFTER, KEY_IN_USE_RETRY_AFTER_SECONDS));
+            }
             _ => {}
         }
         response.json(self.body())
@@ -189,6 +218,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => Self::RecordNotFound,
             StoreError::Conflict => Self::Conflict,
             StoreError::Invalid(errors) => Self::RecordInvalid(errors),
+            StoreError::PreconditionFailed => Self::PreconditionFailed,
+            StoreError::KeyInUse => Self::IdempotencyKeyInUse,
             StoreError::Unavailable(cause) => Self::ServiceUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
         }
@@ -247,6 +278,13 @@ mod tests {
                 "MethodNotAllowed",
             ),
             (ApiError::Conflict, 409, "Conflict"),
+            (ApiError::IdempotencyKeyInUse, 409, "IdempotencyKeyInUse"),
+            (
+                ApiError::IdempotencyKeyMismatch,
+                422,
+                "IdempotencyKeyMismatch",
+            ),
+            (ApiError::PreconditionFailed, 412, "PreconditionFailed"),
             (ApiError::PayloadTooLarge, 413, "PayloadTooLarge"),
             (ApiError::UnsupportedMediaType, 415, "UnsupportedMediaType"),
             (
@@ -266,7 +304,11 @@ mod tests {
             assert_eq!(got_status.as_u16(), status);
             assert_eq!(value["error"], code);
             assert!(value["description"].as_str().is_some_and(|d| !d.is_empty()));
-            assert_eq!(value.get("details").is_some(), status == 422, "{code}");
+            assert_eq!(
+                value.get("details").is_some(),
+                code == "RecordInvalid",
+                "{code}"
+            );
         }
     }
 
@@ -320,6 +362,28 @@ mod tests {
         let (_, _, value) = body(ApiError::RecordInvalid(errors)).await;
         assert_eq!(value["description"], "Record validation errors");
         assert_eq!(value["details"]["email"][0]["error"], "InvalidFormat");
+    }
+
+    #[actix_web::test]
+    async fn a_bad_query_is_a_bad_request_with_details() {
+        let errors = ValidationErrors::single(
+            "page[size]",
+            FieldError::new(ErrorCode::OutOfRange, "page[size] must be from 1 to 1000"),
+        );
+        let (status, _, value) = body(ApiError::BadQuery(errors)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(value["error"], "BadRequest");
+        assert_eq!(value["details"]["page[size]"][0]["error"], "OutOfRange");
+        let (_, headers, _) = body(ApiError::IdempotencyKeyInUse).await;
+        assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(
+            ApiError::from(StoreError::PreconditionFailed).status_and_code(),
+            (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
+        );
+        assert_eq!(
+            ApiError::from(StoreError::KeyInUse).status_and_code().1,
+            "IdempotencyKeyInUse"
+        );
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! Only this crate knows HTTP.
 
 pub mod auth;
+pub mod conditional;
 pub mod config;
+pub mod cursor;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
+pub mod list;
 pub mod openapi;
 pub mod routes;
 pub mod startup;

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
 use visitor_http::config::Config;
 use visitor_http::{telemetry, AppState, Application, ServerOptions};
-use visitor_store::{MemoryStore, PgStore, SharedStore, StoreError};
+use visitor_store::{MemoryStore, PgStore, SharedStorage, StoreError};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let mut tokens = config.token_specs().map_err(anyhow::Error::msg)?;
-    let store: SharedStore = match &config.database_url {
+    let store: SharedStorage = match &config.database_url {
         Some(url) => {
             if tokens.is_empty() {
                 anyhow::bail!(
@@ -93,6 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState {
         store,
         tokens: TokenRegistry::new(tokens),
+        idempotency: config.idempotency_policy(),
     };
     let app = Application::build(state, listener, &options)?;
     println!("listening on http://{}", app.addr());

@@ -121,7 +121,9 @@ pub mod schemas {
 
     /// The body of Update Visitor: the keys to change (a partial merge; `{}` changes nothing).
     /// `null` clears `name`, `email` or `phone`. The read-only keys `id`, `external_id` and
-    /// `notes` may be sent back only with their stored value; any other key is refused (422).
+    /// `notes` are not for sending: a client may send back the object it read, and they are
+    /// accepted only when equal to the stored values (any other value: 422 ReadOnly). Any other
+    /// key is refused (422).
     #[derive(Debug, ToSchema)]
     #[schema(example = json!({"name": "John"}))]
     #[serde(deny_unknown_fields)]
@@ -148,18 +150,54 @@ pub mod schemas {
         created: String,
         /// Read-only: accepted only when equal to the stored value
         #[serde(default)]
-        #[schema(format = Int64)]
+        #[schema(read_only, format = Int64)]
         id: i64,
         /// Read-only: accepted only when equal to the stored value
+        #[schema(read_only)]
         external_id: Option<String>,
         /// Read-only: accepted only when equal to the stored value
+        #[schema(read_only)]
         notes: Option<String>,
+    }
+
+    /// One page of List Visitors.
+    #[derive(Debug, ToSchema)]
+    pub struct VisitorList {
+        /// The visitors of this page, in the order asked for
+        visitors: Vec<Visitor>,
+        meta: ListMeta,
+        links: ListLinks,
+    }
+
+    /// Where the page lies in the walk.
+    #[derive(Debug, ToSchema)]
+    pub struct ListMeta {
+        /// Whether more visitors lie beyond this page in the direction it was fetched
+        has_more: bool,
+        /// The cursor of this page's last visitor: pass it as `page[after]` for the next page
+        /// (null on an empty page)
+        #[schema(pattern = r"^[0-9a-f]{50}$")]
+        after_cursor: Option<String>,
+        /// The cursor of this page's first visitor: pass it as `page[before]` for the previous
+        /// page (null on an empty page)
+        #[schema(pattern = r"^[0-9a-f]{50}$")]
+        before_cursor: Option<String>,
+    }
+
+    /// The neighbouring pages, with the same filters, size and sort.
+    #[derive(Debug, ToSchema)]
+    pub struct ListLinks {
+        /// The full URL of the next page; null on the last page
+        next: Option<String>,
+        /// The full URL of the previous page; null on the first page
+        prev: Option<String>,
     }
 
     /// One problem with one key.
     #[derive(Debug, ToSchema)]
     pub struct FieldProblem {
-        /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly or UnknownField
+        /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly, UnknownField,
+        /// Duplicate or OutOfRange
         error: String,
         /// A sentence for people
         description: String,
@@ -172,7 +210,8 @@ pub mod schemas {
         error: String,
         /// A sentence for people
         description: String,
-        /// Only on 422: each offending key and its problems
+        /// Only on 422 RecordInvalid and on 400 about List's query parameters: each offending
+        /// key or parameter and its problems
         details: Option<std::collections::HashMap<String, Vec<FieldProblem>>>,
     }
 }
@@ -184,9 +223,18 @@ pub mod schemas {
         description = "A self-hosted implementation of the Zendesk Chat Visitors API: get or set Visitor information.",
         version = "2.0.0",
     ),
-    paths(crate::routes::create_visitor, crate::routes::show_visitor, crate::routes::update_visitor),
+    paths(
+        crate::routes::create_visitor,
+        crate::routes::list_visitors,
+        crate::routes::show_visitor,
+        crate::routes::update_visitor,
+        crate::routes::delete_visitor,
+    ),
     components(schemas(
         schemas::Visitor,
+        schemas::VisitorList,
+        schemas::ListMeta,
+        schemas::ListLinks,
         schemas::VisitorCreate,
         schemas::VisitorUpdate,
         schemas::Error,
@@ -305,17 +353,32 @@ fn yaml_key(key: &str) -> String {
     }
 }
 
-/// The error statuses each operation can give.
-fn error_statuses(method: &HttpMethod) -> &'static [u16] {
-    match method {
-        HttpMethod::Post => &[400, 401, 403, 409, 413, 415, 422, 500, 503],
-        HttpMethod::Put => &[400, 401, 403, 404, 413, 415, 422, 500, 503],
+/// The error statuses each operation can give, by operation id.
+fn error_statuses(operation_id: &str) -> &'static [u16] {
+    match operation_id {
+        "createVisitor" => &[400, 401, 403, 409, 413, 415, 422, 500, 503],
+        "listVisitors" => &[400, 401, 403, 500, 503],
+        "updateVisitor" => &[400, 401, 403, 404, 412, 413, 415, 422, 500, 503],
+        "deleteVisitor" => &[400, 401, 403, 404, 412, 500, 503],
         _ => &[400, 401, 403, 404, 500, 503],
     }
 }
 
-/// A representative error of each status, as the service writes it.
-fn sample_error(status: u16) -> ApiError {
+/// A representative error of each status for an operation, as the service writes it.
+fn sample_error(operation_id: &str, status: u16) -> ApiError {
+    match (operation_id, status) {
+        ("listVisitors", 400) => ApiError::BadQuery(ValidationErrors::single(
+            "page[size]",
+            FieldError::new(
+                ErrorCode::OutOfRange,
+                "page[size] must be a whole number from 1 to 1000",
+            ),
+        )),
+        (_, status) => sample_status_error(status),
+    }
+}
+
+fn sample_status_error(status: u16) -> ApiError {
     match status {
         400 => ApiError::BadRequest(
             "the body is not valid JSON: EOF while parsing a value at line 1 column 0".into(),
@@ -324,6 +387,7 @@ fn sample_error(status: u16) -> ApiError {
         403 => ApiError::Forbidden,
         404 => ApiError::RecordNotFound,
         409 => ApiError::Conflict,
+        412 => ApiError::PreconditionFailed,
         413 => ApiError::PayloadTooLarge,
         415 => ApiError::UnsupportedMediaType,
         422 => ApiError::RecordInvalid(ValidationErrors::single(
@@ -338,15 +402,29 @@ fn sample_error(status: u16) -> ApiError {
     }
 }
 
-fn error_response(status: u16) -> utoipa::openapi::Response {
-    let error = sample_error(status);
+/// Other errors a status stands for in an operation, besides its sample.
+fn other_errors(operation_id: &str, status: u16) -> Vec<ApiError> {
+    match (operation_id, status) {
+        ("createVisitor", 409) => vec![ApiError::IdempotencyKeyInUse],
+        ("createVisitor", 422) => vec![ApiError::IdempotencyKeyMismatch],
+        _ => vec![],
+    }
+}
+
+fn error_response(operation_id: &str, status: u16) -> utoipa::openapi::Response {
+    let error = sample_error(operation_id, status);
     let (_, code) = error.status_and_code();
     let content = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name("Error")))
         .example(serde_json::to_value(error.body()).ok())
         .build();
+    let mut description = format!("{code}: {}", error.description());
+    for other in other_errors(operation_id, status) {
+        let (_, code) = other.status_and_code();
+        description.push_str(&format!("; or {code}: {}", other.description()));
+    }
     let mut response = ResponseBuilder::new()
-        .description(format!("{code}: {}", error.description()))
+        .description(description)
         .content("application/json", content);
     let string_header = |description: &str| {
         HeaderBuilder::new()
@@ -358,12 +436,16 @@ fn error_response(status: u16) -> utoipa::openapi::Response {
         401 => {
             response = response.header("WWW-Authenticate", string_header("Always `Bearer`"));
         }
-        503 => {
+        503 | 409 if status == 503 || operation_id == "createVisitor" => {
             response = response.header(
                 "Retry-After",
                 HeaderBuilder::new()
                     .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                    .description(Some("Seconds to wait before retrying"))
+                    .description(Some(if status == 503 {
+                        "Seconds to wait before retrying"
+                    } else {
+                        "On IdempotencyKeyInUse: seconds to wait before retrying"
+                    }))
                     .build(),
             );
         }
@@ -391,12 +473,13 @@ impl Modify for Completion {
         );
 
         for item in openapi.paths.paths.values_mut() {
-            for (method, operation) in operations(item) {
-                for status in error_statuses(&method) {
+            for (_, operation) in operations(item) {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                for status in error_statuses(&id) {
                     operation
                         .responses
                         .responses
-                        .insert(status.to_string(), error_response(*status).into());
+                        .insert(status.to_string(), error_response(&id, *status).into());
                 }
             }
         }
@@ -429,8 +512,8 @@ impl Modify for Completion {
     }
 }
 
-/// Links from Create's 201 to Show and Update of the visitor it made (`visitor_id` from the
-/// body's `id`), so that clients and fuzzers can follow them. `suffix` picks the operation
+/// Links from Create's 201 to Show, Update and Delete of the visitor it made (`visitor_id` from
+/// the body's `id`), so that clients and fuzzers can follow them. `suffix` picks the operation
 /// family ("" for the current paths, "Legacy" for the legacy ones).
 fn link_create_to_show_and_update(openapi: &mut OpenApiDoc, suffix: &str) {
     let create_id = format!("createVisitor{suffix}");
@@ -455,6 +538,11 @@ fn link_create_to_show_and_update(openapi: &mut OpenApiDoc, suffix: &str) {
                 "updateVisitor",
                 "Update the visitor just created",
             ),
+            (
+                "DeleteVisitor",
+                "deleteVisitor",
+                "Erase the visitor just created",
+            ),
         ] {
             let link = LinkBuilder::new()
                 .operation_id(format!("{target}{suffix}"))
@@ -473,6 +561,7 @@ fn operations(
         (HttpMethod::Get, item.get.as_mut()),
         (HttpMethod::Put, item.put.as_mut()),
         (HttpMethod::Post, item.post.as_mut()),
+        (HttpMethod::Delete, item.delete.as_mut()),
     ]
     .into_iter()
     .filter_map(|(method, operation)| operation.map(|op| (method, op)))

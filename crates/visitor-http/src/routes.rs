@@ -1,29 +1,36 @@
-//! The routes: the three Visitors operations (under the current and the legacy prefix), the
-//! health probes, and JSON answers for unknown routes and methods. Handlers only translate
-//! between HTTP and the domain; the store applies the rules.
+//! The routes: the Visitors operations (under the current and the legacy prefix), the health
+//! probes, and JSON answers for unknown routes and methods. Handlers only translate between HTTP
+//! and the domain; the store applies the rules.
 
 use actix_web::http::header;
 use actix_web::web::{self, Data, ServiceConfig};
-use actix_web::HttpResponse;
-use visitor_domain::{NewVisitor, Visitor, VisitorPatch};
-use visitor_store::VisitorStore;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use visitor_domain::{BodyFingerprint, NewVisitor, VisitorPatch};
+use visitor_store::{
+    Claim, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, StoredVisitor, VisitorStore,
+};
 
+use crate::auth::Caller;
+use crate::conditional::{etag, if_match, none_match_fails};
 use crate::error::ApiError;
 use crate::extract::{JsonObject, VisitorPath};
+use crate::idempotency::{key_of, IDEMPOTENT_REPLAYED};
+use crate::list::ListRequest;
 
 /// The current prefix of the Visitors resource.
 pub const VISITORS_PATH: &str = "/api/v2/chat/visitors";
 /// The legacy Zopim prefix, kept so clients of the old host keep working.
 pub const LEGACY_VISITORS_PATH: &str = "/api/v2/visitors";
 
-const COLLECTION_METHODS: &str = "POST";
-const ITEM_METHODS: &str = "GET, PUT";
+const COLLECTION_METHODS: &str = "GET, POST";
+const ITEM_METHODS: &str = "GET, PUT, DELETE";
 
 /// Registers every route of the service except Swagger UI.
 pub fn configure(cfg: &mut ServiceConfig) {
     for prefix in [VISITORS_PATH, LEGACY_VISITORS_PATH] {
         cfg.service(
             web::resource(prefix)
+                .route(web::get().to(list_visitors))
                 .route(web::post().to(create_visitor))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
@@ -33,6 +40,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             web::resource(format!("{prefix}/{{visitor_id}}"))
                 .route(web::get().to(show_visitor))
                 .route(web::put().to(update_visitor))
+                .route(web::delete().to(delete_visitor))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::MethodNotAllowed(ITEM_METHODS))
                 })),
@@ -47,6 +55,26 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// The answer carrying one stored visitor: its `ETag` and the visitor.
+fn with_visitor(
+    mut response: actix_web::HttpResponseBuilder,
+    stored: &StoredVisitor,
+) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, etag(stored)))
+        .json(&stored.visitor)
+}
+
+/// The 201 of Create Visitor.
+fn created(stored: &StoredVisitor, replayed: bool) -> HttpResponse {
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, format!("{VISITORS_PATH}/{}", stored.id)));
+    if replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED.clone(), "true"));
+    }
+    with_visitor(response, stored)
+}
+
 /// Create Visitor.
 #[utoipa::path(
     post,
@@ -55,6 +83,9 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     operation_id = "createVisitor",
     summary = "Create Visitor",
     description = "Allows the account owner/administrator to add more visitors",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry: 1 to 255 visible ASCII characters (`\\\"abc\\\"` is the same key as `abc`), kept per token for 24 hours. The same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and creates nothing; with another body: 422 IdempotencyKeyMismatch; while the first request runs: 409 IdempotencyKeyInUse.", min_length = 1, max_length = 255, pattern = r"^[!-~]+$"),
+    ),
     request_body(
         content = crate::openapi::schemas::VisitorCreate,
         content_type = "application/json",
@@ -62,20 +93,72 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     ),
     responses(
         (status = 201, description = "Created: the new visitor", body = crate::openapi::schemas::Visitor,
-            headers(("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id}")),
+            headers(
+                ("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id}"),
+                ("ETag" = String, description = "The visitor's strong entity tag, for If-Match and If-None-Match"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the recorded answer of an earlier request with the same Idempotency-Key"),
+            ),
             example = json!(crate::openapi::seed_visitor())),
     ),
     security(("bearer" = [])),
 )]
 pub async fn create_visitor(
+    req: HttpRequest,
     store: Data<dyn VisitorStore>,
+    records: Data<dyn IdempotencyStore>,
+    policy: Data<IdempotencyPolicy>,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
+    let key = key_of(req.headers())?;
     let new = NewVisitor::from_json(&body.0)?;
-    let visitor = store.create(new).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("{VISITORS_PATH}/{}", visitor.id)))
-        .json(visitor))
+    let Some(key) = key else {
+        return Ok(created(&store.create(new).await?, false));
+    };
+    let owner = req
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| caller.owner.clone())
+        .ok_or_else(|| ApiError::internal("an authenticated request carries no caller"))?;
+    let key = IdempotencyKey { owner, key };
+    match records.claim(&key, &BodyFingerprint::of(&body.0), &policy).await? {
+        Claim::Acquired(ticket) => Ok(created(&records.create_claimed(&ticket, new).await?, false)),
+        Claim::Replay(stored) => Ok(created(&stored, true)),
+        Claim::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
+        Claim::InUse => Err(ApiError::IdempotencyKeyInUse),
+    }
+}
+
+/// List Visitors.
+#[utoipa::path(
+    get,
+    path = "/api/v2/chat/visitors",
+    tag = "Visitors",
+    operation_id = "listVisitors",
+    summary = "List Visitors",
+    description = "Lists visitors in pages, with cursor pagination: find a visitor by `external_id` or `email`, filter by `banned`, or walk every visitor. Follow `links.next` (or pass `meta.after_cursor` as `page[after]`) for the next page. A walk from the first page to the last returns every visitor that existed during the whole walk exactly once.",
+    params(
+        ("page[size]" = Option<i64>, Query, description = "Visitors per page", minimum = 1, maximum = 1000),
+        ("page[after]" = Option<String>, Query, description = "A cursor from a previous page's `meta.after_cursor`: the page after it. Valid only with the sort and filters of that page; not with `page[before]`.", pattern = r"^[0-9a-f]{50}$"),
+        ("page[before]" = Option<String>, Query, description = "A cursor from a previous page's `meta.before_cursor`: the page before it. Valid only with the sort and filters of that page; not with `page[after]`.", pattern = r"^[0-9a-f]{50}$"),
+        ("sort" = Option<String>, Query, description = "`id` (ascending, the default) or `-id` (descending)", pattern = r"^-?id$"),
+        ("external_id" = Option<String>, Query, description = "Only the visitor with exactly this external ID", min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$"),
+        ("email" = Option<String>, Query, description = "Only visitors with this e-mail address, ignoring ASCII case", min_length = 1, max_length = 254, pattern = r"^[^\u0000]*$"),
+        ("banned" = Option<bool>, Query, description = "Only banned (`true`) or only not banned (`false`) visitors"),
+    ),
+    responses(
+        (status = 200, description = "OK: one page of visitors", body = crate::openapi::schemas::VisitorList),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list_visitors(
+    req: HttpRequest,
+    store: Data<dyn VisitorStore>,
+) -> Result<HttpResponse, ApiError> {
+    let request = ListRequest::parse(req.query_string())?;
+    let found = store.list(&request.store_query()).await?;
+    let info = req.connection_info();
+    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    Ok(HttpResponse::Ok().json(request.page(found, &base)))
 }
 
 /// Show Visitor.
@@ -86,18 +169,32 @@ pub async fn create_visitor(
     operation_id = "showVisitor",
     summary = "Show Visitor",
     description = "Fetches a visitor by his or her Visitor ID",
-    params(("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1)),
+    params(
+        ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
+        ("If-None-Match" = Option<String>, Header, description = "Entity tags (or `*`): when one matches the visitor's current ETag, the answer is 304 Not Modified with no body"),
+    ),
     responses(
         (status = 200, description = "OK: the visitor", body = crate::openapi::schemas::Visitor,
+            headers(("ETag" = String, description = "The visitor's strong entity tag")),
             example = json!(crate::openapi::seed_visitor())),
+        (status = 304, description = "Not Modified: If-None-Match names the current ETag",
+            headers(("ETag" = String, description = "The visitor's strong entity tag"))),
     ),
     security(("bearer" = [])),
 )]
 pub async fn show_visitor(
+    req: HttpRequest,
     store: Data<dyn VisitorStore>,
     path: VisitorPath,
-) -> Result<web::Json<Visitor>, ApiError> {
-    Ok(web::Json(store.get(path.0).await?))
+) -> Result<HttpResponse, ApiError> {
+    let stored = store.get(path.0).await?;
+    let tag = etag(&stored);
+    if none_match_fails(req.headers(), &tag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    Ok(with_visitor(HttpResponse::Ok(), &stored))
 }
 
 /// Update Visitor.
@@ -108,7 +205,10 @@ pub async fn show_visitor(
     operation_id = "updateVisitor",
     summary = "Update Visitor",
     description = "Allows an account owner/admin to update details of visitor.",
-    params(("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1)),
+    params(
+        ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
+        ("If-Match" = Option<String>, Header, description = "Entity tags (or `*`): the update happens only when one is the visitor's current ETag, else 412 Precondition Failed and nothing changes"),
+    ),
     request_body(
         content = crate::openapi::schemas::VisitorUpdate,
         content_type = "application/json",
@@ -116,27 +216,57 @@ pub async fn show_visitor(
     ),
     responses(
         (status = 200, description = "OK: the whole visitor after the change", body = crate::openapi::schemas::Visitor,
+            headers(("ETag" = String, description = "The visitor's strong entity tag after the change")),
             example = json!(crate::openapi::seed_updated_visitor())),
     ),
     security(("bearer" = [])),
 )]
 pub async fn update_visitor(
+    req: HttpRequest,
     store: Data<dyn VisitorStore>,
     path: VisitorPath,
     body: JsonObject,
-) -> Result<web::Json<Visitor>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let (patch, mut errors) = VisitorPatch::from_json_partial(&body.0);
     if errors.is_empty() {
-        return Ok(web::Json(store.update(path.0, patch).await?));
+        let condition = if_match(req.headers(), path.0);
+        let stored = store.update_if(path.0, patch, &condition).await?;
+        return Ok(with_visitor(HttpResponse::Ok(), &stored));
     }
     // Some keys are invalid: name the read-only keys that differ too, so the client learns
     // every offending key at once.
     if patch.echoes_read_only_keys() {
-        if let Err(read_only) = patch.check_read_only(&store.get(path.0).await?) {
+        if let Err(read_only) = patch.check_read_only(&store.get(path.0).await?.visitor) {
             errors.merge(read_only);
         }
     }
     Err(ApiError::RecordInvalid(errors))
+}
+
+/// Delete Visitor.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/chat/visitors/{visitor_id}",
+    tag = "Visitors",
+    operation_id = "deleteVisitor",
+    summary = "Delete Visitor",
+    description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data. Its ID is never reused; its external ID is free again.",
+    params(
+        ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
+        ("If-Match" = Option<String>, Header, description = "Entity tags (or `*`): the visitor is erased only when one is its current ETag, else 412 Precondition Failed and nothing changes"),
+    ),
+    responses(
+        (status = 204, description = "No Content: the visitor is erased"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn delete_visitor(
+    req: HttpRequest,
+    store: Data<dyn VisitorStore>,
+    path: VisitorPath,
+) -> Result<HttpResponse, ApiError> {
+    store.delete(path.0, &if_match(req.headers(), path.0)).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Liveness: 200 while the process runs.

@@ -9,18 +9,23 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::web::Data;
 use actix_web::{web, App, HttpServer};
+use tokio::task::JoinHandle;
 use utoipa_swagger_ui::SwaggerUi;
-use visitor_store::{SharedStore, VisitorStore};
+use visitor_store::{IdempotencyPolicy, IdempotencyStore, SharedStorage, VisitorStore};
 
 use crate::auth::{require_administrator, TokenRegistry};
 use crate::routes;
 use crate::telemetry::request_context;
 
+/// How often expired idempotency records are purged.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What the application serves from.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: SharedStore,
+    pub store: SharedStorage,
     pub tokens: TokenRegistry,
+    pub idempotency: IdempotencyPolicy,
 }
 
 /// How the HTTP server runs.
@@ -45,10 +50,11 @@ impl Default for ServerOptions {
     }
 }
 
-/// A server bound to its listener, not yet running.
+/// A server bound to its listener, not yet running, and its background task.
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    purge: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -67,12 +73,19 @@ impl Application {
         options: &ServerOptions,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let store: Data<dyn VisitorStore> = Data::from(Arc::clone(&state.store));
+        let visitors: Arc<dyn VisitorStore> = state.store.clone();
+        let records: Arc<dyn IdempotencyStore> = state.store.clone();
+        let purge = tokio::spawn(purge_expired_records(Arc::clone(&records)));
+        let store: Data<dyn VisitorStore> = Data::from(visitors);
+        let records: Data<dyn IdempotencyStore> = Data::from(records);
+        let policy = Data::new(state.idempotency);
         let tokens = Data::new(state.tokens);
         let openapi = crate::openapi::document().map_err(std::io::Error::other)?;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(store.clone())
+                .app_data(records.clone())
+                .app_data(policy.clone())
                 .app_data(tokens.clone())
                 .configure(routes::configure)
                 .service(web::redirect("/swagger-ui", "/swagger-ui/"))
@@ -95,7 +108,11 @@ impl Application {
         if options.handle_signals {
             actix_web::rt::spawn(stop_gracefully_on_signal(server.handle()));
         }
-        Ok(Self { addr, server })
+        Ok(Self {
+            addr,
+            server,
+            purge,
+        })
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
@@ -112,9 +129,27 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (by a signal or through the handle); in-flight requests finish.
+    /// Serves until stopped (by a signal or through the handle); in-flight requests finish,
+    /// then the background task stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.purge.abort();
+        served
+    }
+}
+
+/// The one background task: removes expired idempotency records every [`PURGE_INTERVAL`].
+/// A failure is logged and the next round tries again.
+async fn purge_expired_records(records: Arc<dyn IdempotencyStore>) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match records.purge_expired().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency records purged"),
+            Err(error) => tracing::warn!(%error, "expired idempotency records could not be purged"),
+        }
     }
 }
 

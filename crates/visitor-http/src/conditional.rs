@@ -1,0 +1,126 @@
+//! Conditional requests: the strong `ETag` of a stored visitor (from its id and stored version,
+//! so every instance gives the same tag), `If-Match` for Update and Delete, `If-None-Match` for
+//! Show.
+
+use actix_web::http::header::{self, HeaderMap};
+use visitor_domain::VisitorId;
+use visitor_store::{IfMatch, StoredVisitor, Version};
+
+/// The strong entity tag of a stored visitor, quoted as it goes in the `ETag` header.
+pub fn etag(stored: &StoredVisitor) -> String {
+    format!("\"{}.{}\"", stored.id, stored.version.get())
+}
+
+/// The entity tags listed in a header (comma-separated; the whole list may be spread over
+/// several header lines), or `None` for `*`.
+fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Option<Vec<String>>> {
+    let mut tags = Vec::new();
+    let mut present = false;
+    for value in headers.get_all(name) {
+        present = true;
+        let Ok(text) = value.to_str() else { continue };
+        for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if tag == "*" {
+                return Some(None);
+            }
+            tags.push(tag.to_owned());
+        }
+    }
+    present.then_some(Some(tags))
+}
+
+/// The version a strong tag names for the visitor `id`, if it is one of this service's tags
+/// for that visitor.
+fn version_of(tag: &str, id: VisitorId) -> Option<Version> {
+    let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+    let (tag_id, version) = inner.split_once('.')?;
+    if tag_id != id.to_string() {
+        return None;
+    }
+    let number: i64 = version.parse().ok()?;
+    (number >= 1 && number.to_string() == version).then(|| Version::new(number))
+}
+
+/// The condition `If-Match` sets on a write to visitor `id`: any version when the header is
+/// absent or `*`; else the versions its strong tags name (weak tags and tags of anything else
+/// match nothing, as strong comparison says).
+pub fn if_match(headers: &HeaderMap, id: VisitorId) -> IfMatch {
+    match listed_tags(headers, header::IF_MATCH) {
+        None | Some(None) => IfMatch::Any,
+        Some(Some(tags)) => {
+            IfMatch::OneOf(tags.iter().filter_map(|tag| version_of(tag, id)).collect())
+        }
+    }
+}
+
+/// True when `If-None-Match` lists the current tag (weak comparison, as RFC 9110 asks for this
+/// header) or `*`: the client's copy is current, and Show answers 304.
+pub fn none_match_fails(headers: &HeaderMap, current: &str) -> bool {
+    match listed_tags(headers, header::IF_NONE_MATCH) {
+        None => false,
+        Some(None) => true,
+        Some(Some(tags)) => tags
+            .iter()
+            .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == current),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+    use visitor_domain::{Created, NewVisitor};
+
+    fn stored(id: i64, version: i64) -> StoredVisitor {
+        StoredVisitor {
+            visitor: NewVisitor::default()
+                .into_visitor(VisitorId::new(id).unwrap(), Created::now()),
+            version: Version::new(version),
+        }
+    }
+
+    fn headers(name: header::HeaderName, values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_tag_is_strong_and_names_id_and_version() {
+        assert_eq!(etag(&stored(12, 3)), "\"12.3\"");
+    }
+
+    #[test]
+    fn if_match_takes_strong_tags_of_this_visitor_only() {
+        let id = VisitorId::new(12).unwrap();
+        assert_eq!(if_match(&HeaderMap::new(), id), IfMatch::Any);
+        assert_eq!(if_match(&headers(header::IF_MATCH, &["*"]), id), IfMatch::Any);
+        let listed = headers(header::IF_MATCH, &["\"12.3\", W/\"12.4\", \"13.5\"", "\"12.7\""]);
+        assert_eq!(
+            if_match(&listed, id),
+            IfMatch::OneOf(vec![Version::new(3), Version::new(7)])
+        );
+        for junk in ["12.3", "\"12.03\"", "\"12.0\"", "\"12.x\"", "\"\"", "\"12.-1\""] {
+            assert_eq!(
+                if_match(&headers(header::IF_MATCH, &[junk]), id),
+                IfMatch::OneOf(vec![]),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_takes_a_star() {
+        let current = etag(&stored(12, 3));
+        let fails = |values: &[&str]| none_match_fails(&headers(header::IF_NONE_MATCH, values), &current);
+        assert!(!none_match_fails(&HeaderMap::new(), &current));
+        assert!(fails(&["\"12.3\""]));
+        assert!(fails(&["W/\"12.3\""]));
+        assert!(fails(&["\"1.1\", \"12.3\""]));
+        assert!(fails(&["*"]));
+        assert!(!fails(&["\"12.2\""]));
+        assert!(!fails(&[""]));
+    }
+}
