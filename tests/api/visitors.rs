@@ -379,9 +379,10 @@ async fn the_legacy_prefix_serves_the_same_operations(app: &TestApp) {
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let id = created.id();
+    // Location stays under the prefix the client used.
     assert_eq!(
         created.header("location"),
-        Some(format!("/api/v2/chat/visitors/{id}").as_str())
+        Some(format!("/api/v2/visitors/{id}").as_str())
     );
     let shown = app
         .send(app.admin(Method::GET, &format!("/api/v2/visitors/{id}")))

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod list;
 pub mod openapi;
+pub mod prefer;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

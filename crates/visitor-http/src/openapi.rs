@@ -484,6 +484,17 @@ impl Modify for Completion {
             }
         }
 
+        for item in openapi.paths.paths.values_mut() {
+            for (_, operation) in operations(item) {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                if let Some(extra) = stateful_headers(&id) {
+                    let description = operation.description.get_or_insert_with(String::new);
+                    description.push_str("\n\n");
+                    description.push_str(extra);
+                }
+            }
+        }
+
         link_create_to_show_and_update(openapi, "");
 
         let legacy: Vec<_> = openapi
@@ -509,6 +520,25 @@ impl Modify for Completion {
             .collect();
         openapi.paths.paths.extend(legacy);
         link_create_to_show_and_update(openapi, "Legacy");
+    }
+}
+
+/// The request headers whose valid values depend on stored state (a current ETag, a key's
+/// earlier use). They are described in the operation rather than listed as parameters: a schema
+/// cannot tell a current tag or an unused key from any other string, so a listed parameter would
+/// promise that every string of its shape is accepted.
+fn stateful_headers(operation_id: &str) -> Option<&'static str> {
+    match operation_id {
+        "createVisitor" => Some(
+            "**Idempotency-Key** (request header, optional): makes the create safe to retry. 1 to 255 visible ASCII characters (`!` to `~`); the quoted form `\"abc\"` is the same key as `abc`; anything else is 400 BadRequest. Keys belong to the token that sent them. The first request with a key runs as usual and, when it succeeds, its answer is kept for 24 hours (`--idempotency-ttl`). The same key with the same body (the same JSON value, whatever the spacing or key order) answers that 201 again, with the same body, `Location` and `ETag` and `Idempotent-Replayed: true`, and creates nothing. The same key with another body: 422 IdempotencyKeyMismatch. The same key while its first request is still running: 409 IdempotencyKeyInUse with `Retry-After`. A failed request records nothing.",
+        ),
+        "updateVisitor" => Some(
+            "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The update happens only when one of them is the visitor's current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes. Without it, the update happens whatever the visitor's version.",
+        ),
+        "deleteVisitor" => Some(
+            "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The visitor is erased only when one of them is its current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes.",
+        ),
+        _ => None,
     }
 }
 

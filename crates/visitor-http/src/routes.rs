@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonObject, VisitorPath};
 use crate::idempotency::{key_of, IDEMPOTENT_REPLAYED};
 use crate::list::ListRequest;
+use crate::prefer::{prefers_minimal, PREFERENCE_APPLIED};
 
 /// The current prefix of the Visitors resource.
 pub const VISITORS_PATH: &str = "/api/v2/chat/visitors";
@@ -65,10 +66,19 @@ fn with_visitor(
         .json(&stored.visitor)
 }
 
-/// The 201 of Create Visitor.
-fn created(stored: &StoredVisitor, replayed: bool) -> HttpResponse {
+/// The prefix a request came in under: the current one, or the legacy one.
+fn prefix_of(req: &HttpRequest) -> &'static str {
+    if req.path().starts_with(LEGACY_VISITORS_PATH) {
+        LEGACY_VISITORS_PATH
+    } else {
+        VISITORS_PATH
+    }
+}
+
+/// The 201 of Create Visitor; `Location` is under the prefix the request came in under.
+fn created(req: &HttpRequest, stored: &StoredVisitor, replayed: bool) -> HttpResponse {
     let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("{VISITORS_PATH}/{}", stored.id)));
+    response.insert_header((header::LOCATION, format!("{}/{}", prefix_of(req), stored.id)));
     if replayed {
         response.insert_header((IDEMPOTENT_REPLAYED.clone(), "true"));
     }
@@ -83,9 +93,6 @@ fn created(stored: &StoredVisitor, replayed: bool) -> HttpResponse {
     operation_id = "createVisitor",
     summary = "Create Visitor",
     description = "Allows the account owner/administrator to add more visitors",
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the create safe to retry: 1 to 255 visible ASCII characters (`\\\"abc\\\"` is the same key as `abc`), kept per token for 24 hours. The same key with the same body replays the first answer (with `Idempotent-Replayed: true`) and creates nothing; with another body: 422 IdempotencyKeyMismatch; while the first request runs: 409 IdempotencyKeyInUse.", min_length = 1, max_length = 255, pattern = r"^[!-~]+$"),
-    ),
     request_body(
         content = crate::openapi::schemas::VisitorCreate,
         content_type = "application/json",
@@ -94,7 +101,7 @@ fn created(stored: &StoredVisitor, replayed: bool) -> HttpResponse {
     responses(
         (status = 201, description = "Created: the new visitor", body = crate::openapi::schemas::Visitor,
             headers(
-                ("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id}"),
+                ("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id} (under the legacy prefix, /api/v2/visitors/{id})"),
                 ("ETag" = String, description = "The visitor's strong entity tag, for If-Match and If-None-Match"),
                 ("Idempotent-Replayed" = String, description = "`true` when this is the recorded answer of an earlier request with the same Idempotency-Key"),
             ),
@@ -112,7 +119,7 @@ pub async fn create_visitor(
     let key = key_of(req.headers())?;
     let new = NewVisitor::from_json(&body.0)?;
     let Some(key) = key else {
-        return Ok(created(&store.create(new).await?, false));
+        return Ok(created(&req, &store.create(new).await?, false));
     };
     let owner = req
         .extensions()
@@ -121,8 +128,12 @@ pub async fn create_visitor(
         .ok_or_else(|| ApiError::internal("an authenticated request carries no caller"))?;
     let key = IdempotencyKey { owner, key };
     match records.claim(&key, &BodyFingerprint::of(&body.0), &policy).await? {
-        Claim::Acquired(ticket) => Ok(created(&records.create_claimed(&ticket, new).await?, false)),
-        Claim::Replay(stored) => Ok(created(&stored, true)),
+        Claim::Acquired(ticket) => Ok(created(
+            &req,
+            &records.create_claimed(&ticket, new).await?,
+            false,
+        )),
+        Claim::Replay(stored) => Ok(created(&req, &stored, true)),
         Claim::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
         Claim::InUse => Err(ApiError::IdempotencyKeyInUse),
     }
@@ -135,11 +146,9 @@ pub async fn create_visitor(
     tag = "Visitors",
     operation_id = "listVisitors",
     summary = "List Visitors",
-    description = "Lists visitors in pages, with cursor pagination: find a visitor by `external_id` or `email`, filter by `banned`, or walk every visitor. Follow `links.next` (or pass `meta.after_cursor` as `page[after]`) for the next page. A walk from the first page to the last returns every visitor that existed during the whole walk exactly once.",
+    description = "Lists visitors in pages, with cursor pagination: find a visitor by `external_id` or `email`, filter by `banned`, or walk every visitor. A walk from the first page to the last returns every visitor that existed during the whole walk exactly once.\n\n**Cursors.** Follow `links.next` / `links.prev`, or pass a page's `meta.after_cursor` as the query parameter `page[after]` (the page after it) or its `meta.before_cursor` as `page[before]` (the page before it); at most one of the two. A cursor is opaque (50 hex digits) and valid only with the sort and filters of the page that gave it: any other value is 400 BadRequest naming the parameter. (They are not listed as parameters below, because only values this service handed out are valid, which no schema can say.)",
     params(
         ("page[size]" = Option<i64>, Query, description = "Visitors per page", minimum = 1, maximum = 1000),
-        ("page[after]" = Option<String>, Query, description = "A cursor from a previous page's `meta.after_cursor`: the page after it. Valid only with the sort and filters of that page; not with `page[before]`.", pattern = r"^[0-9a-f]{50}$"),
-        ("page[before]" = Option<String>, Query, description = "A cursor from a previous page's `meta.before_cursor`: the page before it. Valid only with the sort and filters of that page; not with `page[after]`.", pattern = r"^[0-9a-f]{50}$"),
         ("sort" = Option<String>, Query, description = "`id` (ascending, the default) or `-id` (descending)", pattern = r"^-?id$"),
         ("external_id" = Option<String>, Query, description = "Only the visitor with exactly this external ID", min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$"),
         ("email" = Option<String>, Query, description = "Only visitors with this e-mail address, ignoring ASCII case", min_length = 1, max_length = 254, pattern = r"^[^\u0000]*$"),
@@ -171,7 +180,7 @@ pub async fn list_visitors(
     description = "Fetches a visitor by his or her Visitor ID",
     params(
         ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
-        ("If-None-Match" = Option<String>, Header, description = "Entity tags (or `*`): when one matches the visitor's current ETag, the answer is 304 Not Modified with no body"),
+        ("If-None-Match" = Option<String>, Header, description = "Entity tags (or `*`): when one matches the visitor's current ETag (weak comparison), the answer is 304 Not Modified with the ETag and no body"),
     ),
     responses(
         (status = 200, description = "OK: the visitor", body = crate::openapi::schemas::Visitor,
@@ -207,7 +216,7 @@ pub async fn show_visitor(
     description = "Allows an account owner/admin to update details of visitor.",
     params(
         ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
-        ("If-Match" = Option<String>, Header, description = "Entity tags (or `*`): the update happens only when one is the visitor's current ETag, else 412 Precondition Failed and nothing changes"),
+        ("Prefer" = Option<String>, Header, description = "Preferences (RFC 7240): `return=minimal` answers 204 No Content with the ETag and no body; any other preference is ignored"),
     ),
     request_body(
         content = crate::openapi::schemas::VisitorUpdate,
@@ -218,6 +227,11 @@ pub async fn show_visitor(
         (status = 200, description = "OK: the whole visitor after the change", body = crate::openapi::schemas::Visitor,
             headers(("ETag" = String, description = "The visitor's strong entity tag after the change")),
             example = json!(crate::openapi::seed_updated_visitor())),
+        (status = 204, description = "No Content: the change is made; asked for with `Prefer: return=minimal`",
+            headers(
+                ("ETag" = String, description = "The visitor's strong entity tag after the change"),
+                ("Preference-Applied" = String, description = "`return=minimal`"),
+            )),
     ),
     security(("bearer" = [])),
 )]
@@ -231,6 +245,12 @@ pub async fn update_visitor(
     if errors.is_empty() {
         let condition = if_match(req.headers(), path.0);
         let stored = store.update_if(path.0, patch, &condition).await?;
+        if prefers_minimal(req.headers()) {
+            return Ok(HttpResponse::NoContent()
+                .insert_header((header::ETAG, etag(&stored)))
+                .insert_header((PREFERENCE_APPLIED.clone(), "return=minimal"))
+                .finish());
+        }
         return Ok(with_visitor(HttpResponse::Ok(), &stored));
     }
     // Some keys are invalid: name the read-only keys that differ too, so the client learns
@@ -253,10 +273,11 @@ pub async fn update_visitor(
     description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data. Its ID is never reused; its external ID is free again.",
     params(
         ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
-        ("If-Match" = Option<String>, Header, description = "Entity tags (or `*`): the visitor is erased only when one is its current ETag, else 412 Precondition Failed and nothing changes"),
+        ("Prefer" = Option<String>, Header, description = "Preferences (RFC 7240): Delete always answers minimally (`return=minimal`, confirmed in Preference-Applied); any other preference is ignored"),
     ),
     responses(
-        (status = 204, description = "No Content: the visitor is erased"),
+        (status = 204, description = "No Content: the visitor is erased",
+            headers(("Preference-Applied" = String, description = "`return=minimal`, when the request preferred it"))),
     ),
     security(("bearer" = [])),
 )]
@@ -266,7 +287,11 @@ pub async fn delete_visitor(
     path: VisitorPath,
 ) -> Result<HttpResponse, ApiError> {
     store.delete(path.0, &if_match(req.headers(), path.0)).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let mut response = HttpResponse::NoContent();
+    if prefers_minimal(req.headers()) {
+        response.insert_header((PREFERENCE_APPLIED.clone(), "return=minimal"));
+    }
+    Ok(response.finish())
 }
 
 /// Liveness: 200 while the process runs.
