@@ -111,7 +111,7 @@ impl ApiError {
                 "this Idempotency-Key was used with another request body".into()
             }
             Self::PreconditionFailed => {
-                "If-Match names no current version of the visitor; fetch it again".into()
+                "If-Match names no current version of the visitor, so nothing changed; fetch it again".into()
             }
             Self::PayloadTooLarge => {
                 format!(

@@ -220,7 +220,7 @@ pub mod schemas {
 #[openapi(
     info(
         title = "Visitors API",
-        description = "A self-hosted implementation of the Zendesk Chat Visitors API: get or set Visitor information.",
+        description = INTRODUCTION,
         version = "2.0.0",
     ),
     paths(
@@ -524,23 +524,32 @@ impl Modify for Completion {
 }
 
 /// The request headers whose valid values depend on stored state (a current ETag, a key's
-/// earlier use). They are described in the operation rather than listed as parameters: a schema
-/// cannot tell a current tag or an unused key from any other string, so a listed parameter would
-/// promise that every string of its shape is accepted.
+/// earlier use) are described in words rather than listed as parameters: a schema cannot tell a
+/// current tag or an unused key from any other string, so a listed parameter would promise that
+/// every string of its shape is accepted. Create and Update keep the seed's descriptions, so
+/// their headers are described in the document's introduction; Delete's description is ours.
 fn stateful_headers(operation_id: &str) -> Option<&'static str> {
     match operation_id {
-        "createVisitor" => Some(
-            "**Idempotency-Key** (request header, optional): makes the create safe to retry. 1 to 255 visible ASCII characters (`!` to `~`); the quoted form `\"abc\"` is the same key as `abc`; anything else is 400 BadRequest. Keys belong to the token that sent them. The first request with a key runs as usual and, when it succeeds, its answer is kept for 24 hours (`--idempotency-ttl`). The same key with the same body (the same JSON value, whatever the spacing or key order) answers that 201 again, with the same body, `Location` and `ETag` and `Idempotent-Replayed: true`, and creates nothing. The same key with another body: 422 IdempotencyKeyMismatch. The same key while its first request is still running: 409 IdempotencyKeyInUse with `Retry-After`. A failed request records nothing.",
-        ),
-        "updateVisitor" => Some(
-            "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The update happens only when one of them is the visitor's current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes. Without it, the update happens whatever the visitor's version.",
-        ),
-        "deleteVisitor" => Some(
-            "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The visitor is erased only when one of them is its current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes.",
-        ),
+        "deleteVisitor" => Some(IF_MATCH_DELETE),
         _ => None,
     }
 }
+
+const IF_MATCH_DELETE: &str = "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The visitor is erased only when one of them is its current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes.";
+
+/// The introduction of the document: what it is, and the request headers whose valid values
+/// depend on stored state.
+pub const INTRODUCTION: &str = "A self-hosted implementation of the Zendesk Chat Visitors API: get or set Visitor information.
+
+## Conditional requests
+Create, Show and Update answer with a strong `ETag` that changes whenever the stored visitor changes (an update that changes nothing keeps it), the same from every instance.
+- **If-Match** (request header of Update and Delete, optional): entity tags from `ETag`, or `*`. The request is carried out only when one of them is the visitor's current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes. Two agents editing one visitor thus cannot overwrite each other unknowingly.
+- **If-None-Match** (request header of Show, optional): when one listed tag matches the current one (or `*`), 304 Not Modified with the `ETag` and no body.
+
+## Idempotent create
+**Idempotency-Key** (request header of Create, optional) makes a create safe to retry: 1 to 255 visible ASCII characters (`!` to `~`); the quoted form `\"abc\"` is the same key as `abc`; anything else is 400 BadRequest. Keys belong to the token that sent them. The first request with a key runs as usual and, when it succeeds, its answer is kept for 24 hours (`--idempotency-ttl`). The same key with the same body (the same JSON value, whatever the spacing or key order) answers that 201 again, with the same body, `Location` and `ETag` and `Idempotent-Replayed: true`, and creates nothing, from any instance. The same key with another body: 422 IdempotencyKeyMismatch. The same key while its first request is still running: 409 IdempotencyKeyInUse with `Retry-After`. A failed request records nothing and may be retried with the same key. Erasing a visitor removes the records that hold its data.
+
+These headers are described here rather than listed as parameters: only a current tag, or a key's own earlier body, is accepted, which no schema can say.";
 
 /// Links from Create's 201 to Show, Update and Delete of the visitor it made (`visitor_id` from
 /// the body's `id`), so that clients and fuzzers can follow them. `suffix` picks the operation

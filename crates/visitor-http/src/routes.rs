@@ -103,7 +103,7 @@ fn created(req: &HttpRequest, stored: &StoredVisitor, replayed: bool) -> HttpRes
             headers(
                 ("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id} (under the legacy prefix, /api/v2/visitors/{id})"),
                 ("ETag" = String, description = "The visitor's strong entity tag, for If-Match and If-None-Match"),
-                ("Idempotent-Replayed" = String, description = "`true` when this is the recorded answer of an earlier request with the same Idempotency-Key"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the recorded answer of an earlier request with the same Idempotency-Key request header (see the introduction)"),
             ),
             example = json!(crate::openapi::seed_visitor())),
     ),
@@ -270,7 +270,7 @@ pub async fn update_visitor(
     tag = "Visitors",
     operation_id = "deleteVisitor",
     summary = "Delete Visitor",
-    description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data. Its ID is never reused; its external ID is free again.",
+    description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data (the records of idempotent creates that hold it). Its ID is never reused; its external ID is free again. Afterwards Show, Update and Delete answer 404 RecordNotFound.",
     params(
         ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
         ("Prefer" = Option<String>, Header, description = "Preferences (RFC 7240): Delete always answers minimally (`return=minimal`, confirmed in Preference-Applied); any other preference is ignored"),
