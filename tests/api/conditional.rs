@@ -17,8 +17,13 @@ crate::on_both_stores!(
 );
 
 fn etag(answer: &Answer) -> String {
-    let tag = answer.header("etag").unwrap_or_else(|| panic!("no ETag: {answer:?}"));
-    assert!(tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"), "{tag}");
+    let tag = answer
+        .header("etag")
+        .unwrap_or_else(|| panic!("no ETag: {answer:?}"));
+    assert!(
+        tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"),
+        "{tag}"
+    );
     tag.to_owned()
 }
 
@@ -36,7 +41,9 @@ async fn create_show_and_update_carry_one_strong_etag(app: &TestApp) {
     let id = created.id();
     let tag = etag(&created);
     assert_eq!(etag(&app.show(id).await), tag);
-    let legacy = app.send(app.admin(Method::GET, &format!("/api/v2/visitors/{id}"))).await;
+    let legacy = app
+        .send(app.admin(Method::GET, &format!("/api/v2/visitors/{id}")))
+        .await;
     assert_eq!(etag(&legacy), tag);
     let updated = app.update(id, &json!({"name": "B"})).await;
     assert_ne!(etag(&updated), tag);
@@ -56,7 +63,12 @@ async fn the_etag_changes_with_the_visitor_and_only_then(app: &TestApp) {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(etag(&app.show(id).await), tag);
     let mut seen = vec![tag];
-    for body in [json!({"banned": true}), json!({"email": "a@b.io"}), json!({"email": null}), json!({"created": "2020-01-01T00:00:00Z"})] {
+    for body in [
+        json!({"banned": true}),
+        json!({"email": "a@b.io"}),
+        json!({"email": null}),
+        json!({"created": "2020-01-01T00:00:00Z"}),
+    ] {
         let next = etag(&app.update(id, &body).await);
         assert!(!seen.contains(&next), "{body} gave an old tag");
         seen.push(next);
@@ -71,17 +83,38 @@ async fn if_match_guards_update(app: &TestApp) {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     let second = etag(&ok);
     // The tag the client read is stale now.
-    for stale in [first.clone(), format!("W/{second}"), "\"nope\"".into(), "garbage".into()] {
-        update_if(app, id, &stale, json!({"name": "C"})).await.assert_error(412, "PreconditionFailed");
+    for stale in [
+        first.clone(),
+        format!("W/{second}"),
+        "\"nope\"".into(),
+        "garbage".into(),
+    ] {
+        update_if(app, id, &stale, json!({"name": "C"}))
+            .await
+            .assert_error(412, "PreconditionFailed");
     }
     // A stale tag and an invalid body: the precondition is checked first, and nothing changes.
-    update_if(app, id, &first, json!({"notes": "changed"})).await.assert_error(412, "PreconditionFailed");
+    update_if(app, id, &first, json!({"notes": "changed"}))
+        .await
+        .assert_error(412, "PreconditionFailed");
     assert_eq!(app.show(id).await.body["name"], "B");
     let listed = format!("\"1.1\", {first}, {second}");
-    assert_eq!(update_if(app, id, &listed, json!({"name": "D"})).await.status, StatusCode::OK);
-    assert_eq!(update_if(app, id, "*", json!({"name": "E"})).await.status, StatusCode::OK);
-    update_if(app, 999_999, "*", json!({"name": "x"})).await.assert_error(404, "RecordNotFound");
-    update_if(app, 999_999, &first, json!({"name": "x"})).await.assert_error(404, "RecordNotFound");
+    assert_eq!(
+        update_if(app, id, &listed, json!({"name": "D"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        update_if(app, id, "*", json!({"name": "E"})).await.status,
+        StatusCode::OK
+    );
+    update_if(app, 999_999, "*", json!({"name": "x"}))
+        .await
+        .assert_error(404, "RecordNotFound");
+    update_if(app, 999_999, &first, json!({"name": "x"}))
+        .await
+        .assert_error(404, "RecordNotFound");
 }
 
 async fn if_match_guards_delete(app: &TestApp) {
@@ -95,13 +128,21 @@ async fn if_match_guards_delete(app: &TestApp) {
                 .header("if-match", tag),
         )
     };
-    delete_if(first).await.assert_error(412, "PreconditionFailed");
+    delete_if(first)
+        .await
+        .assert_error(412, "PreconditionFailed");
     assert_eq!(app.show(id).await.status, StatusCode::OK);
-    assert_eq!(delete_if(second.clone()).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        delete_if(second.clone()).await.status,
+        StatusCode::NO_CONTENT
+    );
     delete_if(second).await.assert_error(404, "RecordNotFound");
     let other = app.create(&json!({})).await.id();
     let star = app
-        .send(app.admin(Method::DELETE, &format!("/api/v2/chat/visitors/{other}")).header("if-match", "*"))
+        .send(
+            app.admin(Method::DELETE, &format!("/api/v2/chat/visitors/{other}"))
+                .header("if-match", "*"),
+        )
         .await;
     assert_eq!(star.status, StatusCode::NO_CONTENT);
 }
@@ -116,7 +157,12 @@ async fn if_none_match_answers_304_without_a_body(app: &TestApp) {
                 .header("if-none-match", value),
         )
     };
-    for matching in [tag.clone(), format!("W/{tag}"), format!("\"x\", {tag}"), "*".into()] {
+    for matching in [
+        tag.clone(),
+        format!("W/{tag}"),
+        format!("\"x\", {tag}"),
+        "*".into(),
+    ] {
         let answer = show_if(matching.clone()).await;
         assert_eq!(answer.status, StatusCode::NOT_MODIFIED, "{matching}");
         assert!(answer.text.is_empty());
@@ -130,7 +176,10 @@ async fn if_none_match_answers_304_without_a_body(app: &TestApp) {
     assert_eq!(changed.status, StatusCode::OK);
     assert_eq!(changed.body["name"], "B");
     let missing = app
-        .send(app.admin(Method::GET, "/api/v2/chat/visitors/999999").header("if-none-match", "*"))
+        .send(
+            app.admin(Method::GET, "/api/v2/chat/visitors/999999")
+                .header("if-none-match", "*"),
+        )
         .await;
     missing.assert_error(404, "RecordNotFound");
 }
@@ -142,11 +191,27 @@ async fn two_updates_with_one_if_match_at_once_give_one_success(app: &TestApp) {
         let created = app.create(&json!({"name": "start"})).await;
         let (id, tag) = (created.id(), etag(&created));
         let writers = ["agent one", "agent two"];
-        let answers = join_all(writers.iter().map(|name| update_if(app, id, &tag, json!({"name": name})))).await;
+        let answers = join_all(
+            writers
+                .iter()
+                .map(|name| update_if(app, id, &tag, json!({"name": name}))),
+        )
+        .await;
         let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
-        let winner = answers.iter().find(|a| a.status == StatusCode::OK).expect("one update wins");
-        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "round {round}: {statuses:?}");
-        assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 1, "round {round}: {statuses:?}");
+        let winner = answers
+            .iter()
+            .find(|a| a.status == StatusCode::OK)
+            .expect("one update wins");
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 412).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
         assert_eq!(app.show(id).await.body, winner.body);
     }
 }

@@ -158,11 +158,12 @@ impl Answer {
             self.text
         );
         let keys: Vec<&String> = self.body.as_object().unwrap().keys().collect();
-        let expected: &[&str] = if code == "RecordInvalid" || (status == 400 && self.body.get("details").is_some()) {
-            &["error", "description", "details"]
-        } else {
-            &["error", "description"]
-        };
+        let expected: &[&str] =
+            if code == "RecordInvalid" || (status == 400 && self.body.get("details").is_some()) {
+                &["error", "description", "details"]
+            } else {
+                &["error", "description"]
+            };
         assert_eq!(keys, expected, "envelope keys");
         self
     }
@@ -235,7 +236,8 @@ impl TestApp {
 
     /// Fetches a full URL (e.g. a page's `links.next`) as the administrator.
     pub async fn get_url(&self, url: &str) -> Answer {
-        self.send(self.client.get(url).bearer_auth(ADMIN_TOKEN)).await
+        self.send(self.client.get(url).bearer_auth(ADMIN_TOKEN))
+            .await
     }
 
     pub async fn delete(&self, id: impl std::fmt::Display) -> Answer {

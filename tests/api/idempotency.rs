@@ -34,7 +34,10 @@ async fn create_with_key(app: &TestApp, key: &str, body: &str) -> Answer {
 }
 
 async fn count(app: &TestApp) -> usize {
-    app.list("page[size]=1000").await.body["visitors"].as_array().unwrap().len()
+    app.list("page[size]=1000").await.body["visitors"]
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 async fn the_same_key_and_body_replays_the_first_answer(app: &TestApp) {
@@ -52,12 +55,19 @@ async fn the_same_key_and_body_replays_the_first_answer(app: &TestApp) {
     assert_eq!(again.header("etag"), first.header("etag"));
     assert_eq!(count(app).await, 1);
     // Without the key, the same body is a new request (and here a conflict).
-    app.create(&serde_json::from_str(body).unwrap()).await.assert_error(409, "Conflict");
+    app.create(&serde_json::from_str(body).unwrap())
+        .await
+        .assert_error(409, "Conflict");
 }
 
 async fn the_same_body_in_another_spelling_is_the_same_request(app: &TestApp) {
     let first = create_with_key(app, "k", r#"{"name":"A","banned":false,"email":"a@b.io"}"#).await;
-    let again = create_with_key(app, "k", "{ \"email\" : \"a@b.io\",\n \"banned\": false, \"name\": \"\\u0041\" }").await;
+    let again = create_with_key(
+        app,
+        "k",
+        "{ \"email\" : \"a@b.io\",\n \"banned\": false, \"name\": \"\\u0041\" }",
+    )
+    .await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.id(), first.id());
@@ -78,9 +88,14 @@ async fn quoted_and_bare_keys_are_one_key_and_bad_keys_are_refused(app: &TestApp
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.id(), first.id());
     let longest = "~".repeat(255);
-    assert_eq!(create_with_key(app, &longest, "{}").await.status, StatusCode::CREATED);
+    assert_eq!(
+        create_with_key(app, &longest, "{}").await.status,
+        StatusCode::CREATED
+    );
     for bad in ["", "\"\"", "two words", &"a".repeat(256)] {
-        create_with_key(app, bad, "{}").await.assert_error(400, "BadRequest");
+        create_with_key(app, bad, "{}")
+            .await
+            .assert_error(400, "BadRequest");
     }
     let two = app
         .send(
@@ -135,7 +150,8 @@ async fn erasing_the_visitor_frees_its_key(app: &TestApp) {
 }
 
 async fn ten_creates_with_one_key_at_once_make_one_visitor(app: &TestApp) {
-    let answers = join_all((0..10).map(|_| create_with_key(app, "burst", r#"{"name":"Burst"}"#))).await;
+    let answers =
+        join_all((0..10).map(|_| create_with_key(app, "burst", r#"{"name":"Burst"}"#))).await;
     let mut ids = Vec::new();
     for answer in &answers {
         match answer.status.as_u16() {

@@ -33,7 +33,11 @@ fn ids(answer: &Answer) -> Vec<i64> {
 async fn create_many(app: &TestApp, n: usize) -> Vec<i64> {
     let mut created = Vec::new();
     for i in 0..n {
-        created.push(app.created(&json!({"name": format!("V{i}")})).await["id"].as_i64().unwrap());
+        created.push(
+            app.created(&json!({"name": format!("V{i}")})).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
     }
     created
 }
@@ -74,7 +78,11 @@ async fn the_first_page_has_the_defaults_and_no_prev(app: &TestApp) {
 async fn a_walk_follows_next_links_to_the_last_page(app: &TestApp) {
     let created = create_many(app, 7).await;
     let mut page = app.list("page[size]=3").await;
-    assert_eq!(page.body["links"]["prev"], Value::Null, "the first page has no prev");
+    assert_eq!(
+        page.body["links"]["prev"],
+        Value::Null,
+        "the first page has no prev"
+    );
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -88,7 +96,10 @@ async fn a_walk_follows_next_links_to_the_last_page(app: &TestApp) {
         assert_eq!(page.body["meta"]["has_more"], true);
         assert!(next.starts_with(&app.base), "{next} is a full URL");
         let following = app.get_url(next).await;
-        assert!(following.body["links"]["prev"].is_string(), "later pages have prev");
+        assert!(
+            following.body["links"]["prev"].is_string(),
+            "later pages have prev"
+        );
         page = following;
     }
     assert_eq!(seen, created);
@@ -96,7 +107,9 @@ async fn a_walk_follows_next_links_to_the_last_page(app: &TestApp) {
     // The same walk by hand, with meta.after_cursor.
     let first = app.list("page%5Bsize%5D=3").await;
     let cursor = first.body["meta"]["after_cursor"].as_str().unwrap();
-    let second = app.list(&format!("page[size]=3&page[after]={cursor}")).await;
+    let second = app
+        .list(&format!("page[size]=3&page[after]={cursor}"))
+        .await;
     assert_eq!(ids(&second), created[3..6]);
 }
 
@@ -116,16 +129,23 @@ async fn a_walk_back_follows_prev_links_to_the_first_page(app: &TestApp) {
     }
     assert_eq!(seen, created);
     assert_eq!(ids(&page), created[..3]);
-    assert_eq!(page.body["meta"]["has_more"], false, "nothing lies before the first page");
+    assert_eq!(
+        page.body["meta"]["has_more"], false,
+        "nothing lies before the first page"
+    );
     // page[before] of the second page's first visitor is the first page.
     let second = app
         .list(&format!(
             "page[size]=3&page[after]={}",
-            app.list("page[size]=3").await.body["meta"]["after_cursor"].as_str().unwrap()
+            app.list("page[size]=3").await.body["meta"]["after_cursor"]
+                .as_str()
+                .unwrap()
         ))
         .await;
     let before = second.body["meta"]["before_cursor"].as_str().unwrap();
-    let back = app.list(&format!("page[size]=2&page[before]={before}")).await;
+    let back = app
+        .list(&format!("page[size]=2&page[before]={before}"))
+        .await;
     assert_eq!(ids(&back), created[1..3]);
     assert_eq!(back.body["meta"]["has_more"], true);
 }
@@ -135,20 +155,35 @@ async fn descending_sort_walks_newest_first(app: &TestApp) {
     created.reverse();
     let first = app.list("sort=-id&page[size]=2").await;
     assert_eq!(ids(&first), created[..2]);
-    let second = app.get_url(first.body["links"]["next"].as_str().unwrap()).await;
+    let second = app
+        .get_url(first.body["links"]["next"].as_str().unwrap())
+        .await;
     assert_eq!(ids(&second), created[2..4]);
-    let third = app.get_url(second.body["links"]["next"].as_str().unwrap()).await;
+    let third = app
+        .get_url(second.body["links"]["next"].as_str().unwrap())
+        .await;
     assert_eq!(ids(&third), created[4..]);
     assert_eq!(third.body["links"]["next"], Value::Null);
-    let back = app.get_url(third.body["links"]["prev"].as_str().unwrap()).await;
+    let back = app
+        .get_url(third.body["links"]["prev"].as_str().unwrap())
+        .await;
     assert_eq!(ids(&back), created[2..4]);
-    assert_eq!(ids(&app.list("sort=id&page[size]=1").await), [*created.last().unwrap()]);
+    assert_eq!(
+        ids(&app.list("sort=id&page[size]=1").await),
+        [*created.last().unwrap()]
+    );
 }
 
 async fn filters_find_by_external_id_email_and_banned(app: &TestApp) {
-    let a = app.created(&json!({"external_id": "crm-1", "email": "Ann@Example.com"})).await;
-    let b = app.created(&json!({"email": "ann@example.COM", "banned": true})).await;
-    let c = app.created(&json!({"external_id": "CRM-1", "banned": true})).await;
+    let a = app
+        .created(&json!({"external_id": "crm-1", "email": "Ann@Example.com"}))
+        .await;
+    let b = app
+        .created(&json!({"email": "ann@example.COM", "banned": true}))
+        .await;
+    let c = app
+        .created(&json!({"external_id": "CRM-1", "banned": true}))
+        .await;
     let id = |v: &Value| v["id"].as_i64().unwrap();
     let cases = [
         ("external_id=crm-1", vec![id(&a)]),
@@ -170,11 +205,20 @@ async fn filters_find_by_external_id_email_and_banned(app: &TestApp) {
 
 async fn links_keep_filters_size_and_sort(app: &TestApp) {
     for i in 0..5 {
-        app.created(&json!({"banned": i % 2 == 0, "email": "same@example.com"})).await;
+        app.created(&json!({"banned": i % 2 == 0, "email": "same@example.com"}))
+            .await;
     }
-    let first = app.list("banned=true&email=SAME%40example.com&sort=-id&page[size]=2").await;
+    let first = app
+        .list("banned=true&email=SAME%40example.com&sort=-id&page[size]=2")
+        .await;
     let next = first.body["links"]["next"].as_str().unwrap();
-    for part in ["banned=true", "email=SAME%40example.com", "sort=-id", "page%5Bsize%5D=2", "page%5Bafter%5D="] {
+    for part in [
+        "banned=true",
+        "email=SAME%40example.com",
+        "sort=-id",
+        "page%5Bsize%5D=2",
+        "page%5Bafter%5D=",
+    ] {
         assert!(next.contains(part), "{next} lacks {part}");
     }
     let second = app.get_url(next).await;
@@ -191,7 +235,10 @@ async fn the_legacy_prefix_lists_with_its_own_links(app: &TestApp) {
         .await;
     assert_page(&page);
     let next = page.body["links"]["next"].as_str().unwrap();
-    assert!(next.starts_with(&format!("{}/api/v2/visitors?", app.base)), "{next}");
+    assert!(
+        next.starts_with(&format!("{}/api/v2/visitors?", app.base)),
+        "{next}"
+    );
     assert_eq!(ids(&app.get_url(next).await).len(), 1);
 }
 
@@ -220,12 +267,19 @@ async fn a_walk_sees_every_lasting_visitor_once_while_others_come_and_go(app: &T
     };
     let (seen, ()) = tokio::join!(walk, churn);
     let unique: HashSet<i64> = seen.iter().copied().collect();
-    assert_eq!(unique.len(), seen.len(), "a visitor was listed twice: {seen:?}");
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a visitor was listed twice: {seen:?}"
+    );
     let mut sorted = seen.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, seen, "pages come in id order");
     for id in lasting {
-        assert!(unique.contains(&id), "visitor {id} existed throughout but was not listed");
+        assert!(
+            unique.contains(&id),
+            "visitor {id} existed throughout but was not listed"
+        );
     }
 }
 
@@ -234,7 +288,10 @@ async fn bad_parameters_are_bad_requests_naming_each_one(app: &TestApp) {
         create_many(app, 2).await;
         app.list("page[size]=1").await
     };
-    let cursor = cursor_page.body["meta"]["after_cursor"].as_str().unwrap().to_owned();
+    let cursor = cursor_page.body["meta"]["after_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cases: Vec<(String, Vec<&str>)> = vec![
         ("page[size]=0".into(), vec!["page[size]"]),
         ("page[size]=1001".into(), vec!["page[size]"]),
@@ -246,9 +303,15 @@ async fn bad_parameters_are_bad_requests_naming_each_one(app: &TestApp) {
         ("limit=5".into(), vec!["limit"]),
         ("page[after]=abc".into(), vec!["page[after]"]),
         ("page[before]=".into(), vec!["page[before]"]),
-        (format!("page[after]={cursor}&page[before]={cursor}"), vec!["page[after]", "page[before]"]),
+        (
+            format!("page[after]={cursor}&page[before]={cursor}"),
+            vec!["page[after]", "page[before]"],
+        ),
         ("banned=true&banned=false".into(), vec!["banned"]),
-        ("page[size]=0&sort=x&foo=1".into(), vec!["foo", "page[size]", "sort"]),
+        (
+            "page[size]=0&sort=x&foo=1".into(),
+            vec!["foo", "page[size]", "sort"],
+        ),
     ];
     for (query, keys) in cases {
         let answer = app.list(&query).await;
@@ -268,13 +331,20 @@ async fn a_cursor_is_valid_only_with_its_sort_and_filters(app: &TestApp) {
     create_many(app, 3).await;
     let page = app.list("page[size]=1&banned=false").await;
     let cursor = page.body["meta"]["after_cursor"].as_str().unwrap();
-    for other in ["", "&banned=true", "&sort=-id", "&banned=false&email=a@b.io"] {
+    for other in [
+        "",
+        "&banned=true",
+        "&sort=-id",
+        "&banned=false&email=a@b.io",
+    ] {
         let answer = app.list(&format!("page[after]={cursor}{other}")).await;
         answer.assert_error(400, "BadRequest");
         assert_eq!(answer.detail_keys(), ["page[after]"], "{other}");
     }
     // Size may change between pages.
-    let answer = app.list(&format!("page[after]={cursor}&banned=false&page[size]=5")).await;
+    let answer = app
+        .list(&format!("page[after]={cursor}&banned=false&page[size]=5"))
+        .await;
     assert_eq!(ids(&answer).len(), 2);
 }
 
@@ -282,7 +352,11 @@ async fn list_needs_an_administrator(app: &TestApp) {
     app.send(app.client.get(app.url("/api/v2/chat/visitors")))
         .await
         .assert_error(401, "Unauthorized");
-    app.send(app.client.get(app.url("/api/v2/chat/visitors")).bearer_auth(AGENT_TOKEN))
-        .await
-        .assert_error(403, "Forbidden");
+    app.send(
+        app.client
+            .get(app.url("/api/v2/chat/visitors"))
+            .bearer_auth(AGENT_TOKEN),
+    )
+    .await
+    .assert_error(403, "Forbidden");
 }

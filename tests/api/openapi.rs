@@ -195,7 +195,10 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
         }
         if schema == Some("Visitor") {
             assert!(responses[success]["content"]["application/json"]["example"].is_object());
-            assert!(responses[success]["headers"]["ETag"].is_object(), "{method} {path}");
+            assert!(
+                responses[success]["headers"]["ETag"].is_object(),
+                "{method} {path}"
+            );
         }
         if !request.is_empty() {
             assert_eq!(

@@ -1,6 +1,8 @@
 // A person's path through Swagger UI, in Debian's chromium driven by playwright-core:
 // open /swagger-ui/, Authorize with a token, Try it out on Create Visitor with the example body
-// (201 with the visitor), then Show Visitor by its id (200, the same visitor). Saves screenshots.
+// (201 with the visitor), Show Visitor by its id (200, the same visitor), List Visitors filtered
+// by its e-mail address (200, a page holding it), Delete Visitor (204), and Show again (404).
+// Saves screenshots.
 import { chromium } from 'playwright-core';
 
 const base = process.env.E2E_BASE;
@@ -18,10 +20,9 @@ function fail(message) {
 async function liveResponse(operation) {
   const status = operation.locator('.live-responses-table .response .response-col_status').first();
   await status.waitFor({ timeout: 15000 });
-  const body = await operation
-    .locator('.live-responses-table .response .response-col_description pre')
-    .first()
-    .innerText();
+  // A 204 has no body to show.
+  const pre = operation.locator('.live-responses-table .response .response-col_description pre').first();
+  const body = (await pre.count()) > 0 ? await pre.innerText() : '';
   return { status: (await status.innerText()).trim(), body };
 }
 
@@ -91,9 +92,46 @@ try {
   await show.scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${shots}/swagger-ui.png`, fullPage: true });
 
+  // List Visitors, filtered by the new visitor's e-mail address, two per page.
+  const list = page.locator('#operations-Visitors-listVisitors');
+  await list.locator('.opblock-summary').click();
+  await list.locator('button.try-out__btn').click();
+  await list.locator('input[placeholder="page[size]"]').fill('2');
+  await list.locator('input[placeholder="email"]').fill('VISITOR1@example.com');
+  await list.locator('button.execute').click();
+  const listed = await liveResponse(list);
+  if (listed.status !== '200') fail(`List Visitors answered ${listed.status}: ${listed.body}`);
+  const listPage = JSON.parse(listed.body);
+  if (!listPage.visitors.some((v) => v.id === visitor.id) || !('has_more' in listPage.meta)
+      || !('next' in listPage.links)) {
+    fail(`List Visitors gave ${listed.body}`);
+  }
+  console.log(`List Visitors: 200, ${listPage.visitors.length} visitor(s), has_more ${listPage.meta.has_more}`);
+  await list.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${shots}/swagger-ui-list.png`, fullPage: true });
+
+  // Delete Visitor by its id, then Show answers 404.
+  const erase = page.locator('#operations-Visitors-deleteVisitor');
+  await erase.locator('.opblock-summary').click();
+  await erase.locator('button.try-out__btn').click();
+  await erase.locator('input[placeholder="visitor_id"]').fill(String(visitor.id));
+  await erase.locator('button.execute').click();
+  const erased = await liveResponse(erase);
+  if (erased.status !== '204') fail(`Delete Visitor answered ${erased.status}: ${erased.body}`);
+  console.log('Delete Visitor: 204');
+  await erase.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${shots}/swagger-ui-delete.png`, fullPage: true });
+  await show.locator('button.execute').click();
+  // The previous answer stays on the page until the new one arrives: wait for the 404.
+  await show
+    .locator('.live-responses-table .response .response-col_status', { hasText: '404' })
+    .first()
+    .waitFor({ timeout: 15000 });
+  console.log('Show Visitor after Delete: 404');
+
   if (outside.length) fail(`the page reached outside loopback: ${outside.join(', ')}`);
   if (consoleErrors.length) console.log(`console errors: ${consoleErrors.join(' | ')}`);
-  console.log(`screenshots: ${shots}/swagger-ui-create.png, ${shots}/swagger-ui.png`);
+  console.log(`screenshots: ${shots}/swagger-ui-{create,list,delete}.png, ${shots}/swagger-ui.png`);
 } finally {
   await browser.close();
 }

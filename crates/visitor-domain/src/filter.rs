@@ -188,8 +188,7 @@ mod tests {
 
     #[test]
     fn external_id_is_exact_and_banned_is_a_boolean() {
-        let filter =
-            VisitorFilter::parse([("external_id", "abc"), ("banned", "true")]).unwrap();
+        let filter = VisitorFilter::parse([("external_id", "abc"), ("banned", "true")]).unwrap();
         assert!(filter.matches(&visitor(None, Some("abc"), true)));
         assert!(!filter.matches(&visitor(None, Some("ABC"), true)));
         assert!(!filter.matches(&visitor(None, Some("abc"), false)));
@@ -217,7 +216,11 @@ mod tests {
         let errors = VisitorFilter::parse([("email", long.as_str())]).unwrap_err();
         assert_eq!(errors.get("email").unwrap()[0].code, ErrorCode::TooLong);
         assert_eq!(
-            VisitorFilter::parse([("email", "")]).unwrap_err().get("email").unwrap()[0].code,
+            VisitorFilter::parse([("email", "")])
+                .unwrap_err()
+                .get("email")
+                .unwrap()[0]
+                .code,
             ErrorCode::Blank
         );
     }

@@ -26,11 +26,11 @@ mod fingerprint;
 mod visitor;
 
 pub use command::{Field, NewVisitor, VisitorPatch};
-pub use filter::VisitorFilter;
-pub use fingerprint::BodyFingerprint;
 pub use error::{ErrorCode, FieldError, ValidationErrors};
 pub use fields::{
     Created, Email, ExternalId, Name, Notes, Phone, VisitorId, EMAIL_MAX_CHARS,
     EXTERNAL_ID_MAX_CHARS, NAME_MAX_CHARS, NOTES_MAX_CHARS, PHONE_MAX_CHARS, PHONE_PUNCTUATION,
 };
+pub use filter::VisitorFilter;
+pub use fingerprint::BodyFingerprint;
 pub use visitor::{Visitor, VISITOR_KEYS};

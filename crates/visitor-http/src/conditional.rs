@@ -96,13 +96,26 @@ mod tests {
     fn if_match_takes_strong_tags_of_this_visitor_only() {
         let id = VisitorId::new(12).unwrap();
         assert_eq!(if_match(&HeaderMap::new(), id), IfMatch::Any);
-        assert_eq!(if_match(&headers(header::IF_MATCH, &["*"]), id), IfMatch::Any);
-        let listed = headers(header::IF_MATCH, &["\"12.3\", W/\"12.4\", \"13.5\"", "\"12.7\""]);
+        assert_eq!(
+            if_match(&headers(header::IF_MATCH, &["*"]), id),
+            IfMatch::Any
+        );
+        let listed = headers(
+            header::IF_MATCH,
+            &["\"12.3\", W/\"12.4\", \"13.5\"", "\"12.7\""],
+        );
         assert_eq!(
             if_match(&listed, id),
             IfMatch::OneOf(vec![Version::new(3), Version::new(7)])
         );
-        for junk in ["12.3", "\"12.03\"", "\"12.0\"", "\"12.x\"", "\"\"", "\"12.-1\""] {
+        for junk in [
+            "12.3",
+            "\"12.03\"",
+            "\"12.0\"",
+            "\"12.x\"",
+            "\"\"",
+            "\"12.-1\"",
+        ] {
             assert_eq!(
                 if_match(&headers(header::IF_MATCH, &[junk]), id),
                 IfMatch::OneOf(vec![]),
@@ -114,7 +127,8 @@ mod tests {
     #[test]
     fn if_none_match_compares_weakly_and_takes_a_star() {
         let current = etag(&stored(12, 3));
-        let fails = |values: &[&str]| none_match_fails(&headers(header::IF_NONE_MATCH, values), &current);
+        let fails =
+            |values: &[&str]| none_match_fails(&headers(header::IF_NONE_MATCH, values), &current);
         assert!(!none_match_fails(&HeaderMap::new(), &current));
         assert!(fails(&["\"12.3\""]));
         assert!(fails(&["W/\"12.3\""]));

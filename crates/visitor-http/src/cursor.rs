@@ -63,7 +63,11 @@ pub enum CursorError {
 
 /// The position a cursor holds, when it is intact and made for `binding`.
 pub fn decode(cursor: &str, binding: Binding) -> Result<VisitorId, CursorError> {
-    if cursor.len() != CURSOR_CHARS || !cursor.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if cursor.len() != CURSOR_CHARS
+        || !cursor
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(CursorError::Malformed);
     }
     let bytes = hex::decode(cursor).map_err(|_| CursorError::Malformed)?;
@@ -109,7 +113,10 @@ mod tests {
         }
         let folded = encode(id, Binding::new(false, &filter(&[("email", "A@B.io")])));
         assert_eq!(
-            decode(&folded, Binding::new(false, &filter(&[("email", "a@b.IO")]))),
+            decode(
+                &folded,
+                Binding::new(false, &filter(&[("email", "a@b.IO")]))
+            ),
             Ok(id)
         );
     }
@@ -122,9 +129,19 @@ mod tests {
             let mut edited: Vec<char> = cursor.chars().collect();
             edited[position] = if edited[position] == '0' { '1' } else { '0' };
             let edited: String = edited.into_iter().collect();
-            assert_eq!(decode(&edited, binding), Err(CursorError::Malformed), "{position}");
+            assert_eq!(
+                decode(&edited, binding),
+                Err(CursorError::Malformed),
+                "{position}"
+            );
         }
-        for junk in ["", "abc", &cursor.to_uppercase(), &format!("{cursor}0"), &cursor[1..]] {
+        for junk in [
+            "",
+            "abc",
+            &cursor.to_uppercase(),
+            &format!("{cursor}0"),
+            &cursor[1..],
+        ] {
             assert_eq!(decode(junk, binding), Err(CursorError::Malformed), "{junk}");
         }
     }

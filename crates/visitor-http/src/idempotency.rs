@@ -47,7 +47,10 @@ mod tests {
     fn key(values: &[&[u8]]) -> Result<Option<String>, ApiError> {
         let mut headers = HeaderMap::new();
         for value in values {
-            headers.append(IDEMPOTENCY_KEY.clone(), HeaderValue::from_bytes(value).unwrap());
+            headers.append(
+                IDEMPOTENCY_KEY.clone(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
         }
         key_of(&headers)
     }
@@ -77,7 +80,10 @@ mod tests {
             "é".as_bytes(),
             too_long.as_bytes(),
         ] {
-            assert!(matches!(key(&[bad]), Err(ApiError::BadRequest(_))), "{bad:?}");
+            assert!(
+                matches!(key(&[bad]), Err(ApiError::BadRequest(_))),
+                "{bad:?}"
+            );
         }
         assert!(matches!(key(&[b"a", b"b"]), Err(ApiError::BadRequest(_))));
     }

@@ -47,8 +47,9 @@ fn problem(errors: &mut ValidationErrors, key: &str, code: ErrorCode, descriptio
 impl ListRequest {
     /// Parses a query string; every offending parameter is named.
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|error| ApiError::BadRequest(format!("the query string is malformed: {error}")))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|error| {
+            ApiError::BadRequest(format!("the query string is malformed: {error}"))
+        })?;
         let mut errors = ValidationErrors::new();
         let mut seen: Vec<&str> = Vec::new();
         let mut filter_pairs = Vec::new();
@@ -56,7 +57,12 @@ impl ListRequest {
         for (key, value) in &pairs {
             if !VisitorFilter::is_filter_key(key) {
                 if seen.contains(&key.as_str()) {
-                    problem(&mut errors, key, ErrorCode::Duplicate, format!("{key} is given more than once"));
+                    problem(
+                        &mut errors,
+                        key,
+                        ErrorCode::Duplicate,
+                        format!("{key} is given more than once"),
+                    );
                     continue;
                 }
                 seen.push(key);
@@ -77,7 +83,9 @@ impl ListRequest {
                 ),
             }
         }
-        let filter = match VisitorFilter::parse(filter_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        let filter = match VisitorFilter::parse(
+            filter_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ) {
             Ok(filter) => filter,
             Err(filter_errors) => {
                 errors.merge(filter_errors);
@@ -88,7 +96,12 @@ impl ListRequest {
             None => DEFAULT_PAGE_SIZE,
             Some(Ok(size)) if (1..=MAX_PAGE_SIZE).contains(&size) => size,
             Some(_) => {
-                problem(&mut errors, SIZE, ErrorCode::OutOfRange, format!("{SIZE} must be a whole number from 1 to {MAX_PAGE_SIZE}"));
+                problem(
+                    &mut errors,
+                    SIZE,
+                    ErrorCode::OutOfRange,
+                    format!("{SIZE} must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                );
                 DEFAULT_PAGE_SIZE
             }
         };
@@ -96,13 +109,23 @@ impl ListRequest {
             None | Some("id") => false,
             Some("-id") => true,
             Some(_) => {
-                problem(&mut errors, SORT, ErrorCode::InvalidFormat, "sort must be id or -id".into());
+                problem(
+                    &mut errors,
+                    SORT,
+                    ErrorCode::InvalidFormat,
+                    "sort must be id or -id".into(),
+                );
                 false
             }
         };
         if after.is_some() && before.is_some() {
             for key in [AFTER, BEFORE] {
-                problem(&mut errors, key, ErrorCode::InvalidFormat, format!("give {AFTER} or {BEFORE}, not both"));
+                problem(
+                    &mut errors,
+                    key,
+                    ErrorCode::InvalidFormat,
+                    format!("give {AFTER} or {BEFORE}, not both"),
+                );
             }
         }
         let binding = Binding::new(descending, &filter);
@@ -121,13 +144,24 @@ impl ListRequest {
         if !errors.is_empty() {
             return Err(ApiError::BadQuery(errors));
         }
-        Ok(Self { size, descending, filter, filter_pairs, direction, cursor })
+        Ok(Self {
+            size,
+            descending,
+            filter,
+            filter_pairs,
+            direction,
+            cursor,
+        })
     }
 
     /// What to ask the store for: one more visitor than the page holds, to learn whether more
     /// lie beyond.
     pub fn store_query(&self) -> ListQuery {
-        let sorted = if self.descending { Order::Descending } else { Order::Ascending };
+        let sorted = if self.descending {
+            Order::Descending
+        } else {
+            Order::Ascending
+        };
         let order = match (self.direction, sorted) {
             (Direction::Forward, order) => order,
             (Direction::Backward, Order::Ascending) => Order::Descending,
@@ -253,18 +287,36 @@ mod tests {
         assert_eq!(details("page[after]=abc"), ["page[after]"]);
         assert_eq!(details("sort=id&sort=-id"), ["sort"]);
         assert_eq!(details("email=a@b.io&email=c@d.io"), ["email"]);
-        let cursor = cursor::encode(VisitorId::new(3).unwrap(), Binding::new(false, &VisitorFilter::default()));
-        assert_eq!(details(&format!("page[after]={cursor}&page[before]={cursor}")), ["page[after]", "page[before]"]);
-        assert_eq!(details(&format!("page[before]={cursor}&sort=-id")), ["page[before]"]);
-        assert_eq!(details(&format!("page[after]={cursor}&banned=true")), ["page[after]"]);
+        let cursor = cursor::encode(
+            VisitorId::new(3).unwrap(),
+            Binding::new(false, &VisitorFilter::default()),
+        );
+        assert_eq!(
+            details(&format!("page[after]={cursor}&page[before]={cursor}")),
+            ["page[after]", "page[before]"]
+        );
+        assert_eq!(
+            details(&format!("page[before]={cursor}&sort=-id")),
+            ["page[before]"]
+        );
+        assert_eq!(
+            details(&format!("page[after]={cursor}&banned=true")),
+            ["page[after]"]
+        );
         assert!(ListRequest::parse(&format!("page[before]={cursor}")).is_ok());
     }
 
     #[test]
     fn a_backward_page_reverses_the_store_order() {
-        let cursor = cursor::encode(VisitorId::new(3).unwrap(), Binding::new(true, &VisitorFilter::default()));
+        let cursor = cursor::encode(
+            VisitorId::new(3).unwrap(),
+            Binding::new(true, &VisitorFilter::default()),
+        );
         let request = ListRequest::parse(&format!("sort=-id&page[before]={cursor}")).unwrap();
         let query = request.store_query();
-        assert_eq!((query.order, query.after), (Order::Ascending, VisitorId::new(3).ok()));
+        assert_eq!(
+            (query.order, query.after),
+            (Order::Ascending, VisitorId::new(3).ok())
+        );
     }
 }

@@ -20,7 +20,10 @@ pub fn prefers_minimal(headers: &HeaderMap) -> bool {
         .filter_map(|token| token.split_once('='))
         .any(|(name, value)| {
             name.trim().eq_ignore_ascii_case("return")
-                && value.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .eq_ignore_ascii_case("minimal")
         })
 }
 

@@ -78,7 +78,10 @@ fn prefix_of(req: &HttpRequest) -> &'static str {
 /// The 201 of Create Visitor; `Location` is under the prefix the request came in under.
 fn created(req: &HttpRequest, stored: &StoredVisitor, replayed: bool) -> HttpResponse {
     let mut response = HttpResponse::Created();
-    response.insert_header((header::LOCATION, format!("{}/{}", prefix_of(req), stored.id)));
+    response.insert_header((
+        header::LOCATION,
+        format!("{}/{}", prefix_of(req), stored.id),
+    ));
     if replayed {
         response.insert_header((IDEMPOTENT_REPLAYED.clone(), "true"));
     }
@@ -127,7 +130,10 @@ pub async fn create_visitor(
         .map(|caller| caller.owner.clone())
         .ok_or_else(|| ApiError::internal("an authenticated request carries no caller"))?;
     let key = IdempotencyKey { owner, key };
-    match records.claim(&key, &BodyFingerprint::of(&body.0), &policy).await? {
+    match records
+        .claim(&key, &BodyFingerprint::of(&body.0), &policy)
+        .await?
+    {
         Claim::Acquired(ticket) => Ok(created(
             &req,
             &records.create_claimed(&ticket, new).await?,
@@ -286,7 +292,9 @@ pub async fn delete_visitor(
     store: Data<dyn VisitorStore>,
     path: VisitorPath,
 ) -> Result<HttpResponse, ApiError> {
-    store.delete(path.0, &if_match(req.headers(), path.0)).await?;
+    store
+        .delete(path.0, &if_match(req.headers(), path.0))
+        .await?;
     let mut response = HttpResponse::NoContent();
     if prefers_minimal(req.headers()) {
         response.insert_header((PREFERENCE_APPLIED.clone(), "return=minimal"));

@@ -468,7 +468,9 @@ pub async fn conditional_update_checks_the_version_first(store: SharedStore) {
         (json!({}), current.clone()),
         (json!({"name": "B"}), IfMatch::OneOf(vec![])),
     ] {
-        let refused = store.update_if(created.id, patch(body.clone()), &condition).await;
+        let refused = store
+            .update_if(created.id, patch(body.clone()), &condition)
+            .await;
         assert!(
             matches!(refused, Err(StoreError::PreconditionFailed)),
             "{body}: {refused:?}"
@@ -482,7 +484,9 @@ pub async fn conditional_update_checks_the_version_first(store: SharedStore) {
     assert_eq!(invalid_keys(invalid).keys().collect::<Vec<_>>(), ["notes"]);
     let missing = VisitorId::new(i64::MAX).unwrap();
     assert!(matches!(
-        store.update_if(missing, patch(json!({"name": "x"})), &fresh).await,
+        store
+            .update_if(missing, patch(json!({"name": "x"})), &fresh)
+            .await,
         Err(StoreError::NotFound)
     ));
     let any = store
@@ -516,7 +520,11 @@ pub async fn concurrent_updates_expecting_one_version_give_one_success(store: Sh
             .iter()
             .filter(|o| matches!(o, Err(StoreError::PreconditionFailed)))
             .count();
-        assert_eq!((winners.len(), refused), (1, 4), "round {round}: {outcomes:?}");
+        assert_eq!(
+            (winners.len(), refused),
+            (1, 4),
+            "round {round}: {outcomes:?}"
+        );
         assert_eq!(&store.get(created.id).await.unwrap(), winners[0]);
     }
 }
@@ -525,7 +533,10 @@ pub async fn delete_erases_for_good_and_frees_the_external_id(store: SharedStore
     let created = store.create(seed()).await.unwrap();
     let other = store.create(NewVisitor::default()).await.unwrap();
     store.delete(created.id, &IfMatch::Any).await.unwrap();
-    assert!(matches!(store.get(created.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get(created.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         store.update(created.id, patch(json!({"name": "x"}))).await,
         Err(StoreError::NotFound)
@@ -540,7 +551,10 @@ pub async fn delete_erases_for_good_and_frees_the_external_id(store: SharedStore
         .unwrap();
     assert_eq!(ids(&listed), [other.id.get()]);
     let again = store.create(seed()).await.unwrap();
-    assert!(again.id > other.id, "an erased visitor's id is never reused");
+    assert!(
+        again.id > other.id,
+        "an erased visitor's id is never reused"
+    );
     assert_eq!(again.external_id, created.external_id);
     assert_eq!(store.get(other.id).await.unwrap(), other);
 }
@@ -551,7 +565,10 @@ pub async fn conditional_delete_checks_the_version(store: SharedStore) {
         .update(created.id, patch(json!({"name": "John"})))
         .await
         .unwrap();
-    for stale in [IfMatch::OneOf(vec![created.version]), IfMatch::OneOf(vec![])] {
+    for stale in [
+        IfMatch::OneOf(vec![created.version]),
+        IfMatch::OneOf(vec![]),
+    ] {
         assert!(matches!(
             store.delete(created.id, &stale).await,
             Err(StoreError::PreconditionFailed)
@@ -563,7 +580,9 @@ pub async fn conditional_delete_checks_the_version(store: SharedStore) {
         .await
         .unwrap();
     assert!(matches!(
-        store.delete(created.id, &IfMatch::OneOf(vec![updated.version])).await,
+        store
+            .delete(created.id, &IfMatch::OneOf(vec![updated.version]))
+            .await,
         Err(StoreError::NotFound)
     ));
 }
@@ -580,17 +599,32 @@ pub async fn list_pages_by_id_in_both_orders(store: SharedStore) {
         .unwrap();
     assert_eq!(ids(&first), all[..3]);
     let second = store
-        .list(&query(everyone.clone(), Order::Ascending, Some(first[2].id), 3))
+        .list(&query(
+            everyone.clone(),
+            Order::Ascending,
+            Some(first[2].id),
+            3,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&second), all[3..6]);
     let last = store
-        .list(&query(everyone.clone(), Order::Ascending, Some(second[2].id), 3))
+        .list(&query(
+            everyone.clone(),
+            Order::Ascending,
+            Some(second[2].id),
+            3,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&last), all[6..]);
     let beyond = store
-        .list(&query(everyone.clone(), Order::Ascending, Some(last[0].id), 3))
+        .list(&query(
+            everyone.clone(),
+            Order::Ascending,
+            Some(last[0].id),
+            3,
+        ))
         .await
         .unwrap();
     assert!(beyond.is_empty());
@@ -602,12 +636,22 @@ pub async fn list_pages_by_id_in_both_orders(store: SharedStore) {
     reversed.reverse();
     assert_eq!(ids(&newest), reversed[..4]);
     let older = store
-        .list(&query(everyone.clone(), Order::Descending, Some(newest[3].id), 10))
+        .list(&query(
+            everyone.clone(),
+            Order::Descending,
+            Some(newest[3].id),
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&older), reversed[4..]);
     let before_third = store
-        .list(&query(everyone.clone(), Order::Descending, Some(first[2].id), 10))
+        .list(&query(
+            everyone.clone(),
+            Order::Descending,
+            Some(first[2].id),
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&before_third), [all[1], all[0]]);
@@ -622,27 +666,40 @@ pub async fn list_pages_by_id_in_both_orders(store: SharedStore) {
 
 pub async fn list_filters_by_external_id_email_and_banned(store: SharedStore) {
     let a = store
-        .create(new_visitor(json!({"email": "Ann@Example.com", "external_id": "ext-a"})))
+        .create(new_visitor(
+            json!({"email": "Ann@Example.com", "external_id": "ext-a"}),
+        ))
         .await
         .unwrap();
     let b = store
-        .create(new_visitor(json!({"email": "ann@example.COM", "banned": true})))
+        .create(new_visitor(
+            json!({"email": "ann@example.COM", "banned": true}),
+        ))
         .await
         .unwrap();
     let c = store
-        .create(new_visitor(json!({"email": "bob@example.com", "banned": true, "external_id": "EXT-A"})))
+        .create(new_visitor(
+            json!({"email": "bob@example.com", "banned": true, "external_id": "EXT-A"}),
+        ))
         .await
         .unwrap();
     let d = store.create(NewVisitor::default()).await.unwrap();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<i64>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<i64>);
+    let cases: Vec<Case> = vec![
         (vec![("external_id", "ext-a")], vec![a.id.get()]),
         (vec![("external_id", "EXT-A")], vec![c.id.get()]),
         (vec![("external_id", "none")], vec![]),
-        (vec![("email", "ANN@example.com")], vec![a.id.get(), b.id.get()]),
+        (
+            vec![("email", "ANN@example.com")],
+            vec![a.id.get(), b.id.get()],
+        ),
         (vec![("email", "bob@example.com")], vec![c.id.get()]),
         (vec![("banned", "true")], vec![b.id.get(), c.id.get()]),
         (vec![("banned", "false")], vec![a.id.get(), d.id.get()]),
-        (vec![("banned", "true"), ("email", "ann@EXAMPLE.com")], vec![b.id.get()]),
+        (
+            vec![("banned", "true"), ("email", "ann@EXAMPLE.com")],
+            vec![b.id.get()],
+        ),
         (vec![("banned", "false"), ("external_id", "EXT-A")], vec![]),
     ];
     for (pairs, expected) in cases {
@@ -654,22 +711,42 @@ pub async fn list_filters_by_external_id_email_and_banned(store: SharedStore) {
     }
     // Filters combine with the keyset bound and the order.
     let after_a = store
-        .list(&query(filter(&[("email", "ann@example.com")]), Order::Ascending, Some(a.id), 10))
+        .list(&query(
+            filter(&[("email", "ann@example.com")]),
+            Order::Ascending,
+            Some(a.id),
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&after_a), [b.id.get()]);
     let before_c = store
-        .list(&query(filter(&[("external_id", "ext-a")]), Order::Descending, Some(c.id), 10))
+        .list(&query(
+            filter(&[("external_id", "ext-a")]),
+            Order::Descending,
+            Some(c.id),
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&before_c), [a.id.get()]);
     let past_a = store
-        .list(&query(filter(&[("external_id", "ext-a")]), Order::Ascending, Some(a.id), 10))
+        .list(&query(
+            filter(&[("external_id", "ext-a")]),
+            Order::Ascending,
+            Some(a.id),
+            10,
+        ))
         .await
         .unwrap();
     assert!(past_a.is_empty());
     let one = store
-        .list(&query(filter(&[("banned", "true")]), Order::Descending, None, 1))
+        .list(&query(
+            filter(&[("banned", "true")]),
+            Order::Descending,
+            None,
+            1,
+        ))
         .await
         .unwrap();
     assert_eq!(ids(&one), [c.id.get()]);
@@ -726,7 +803,10 @@ pub async fn list_walk_sees_every_lasting_visitor_once_while_others_come_and_go(
         assert_eq!(sorted.len(), seen.len(), "no visitor is seen twice");
         let seen: HashSet<i64> = seen.into_iter().collect();
         for id in &lasting {
-            assert!(seen.contains(id), "visitor {id} existed throughout but was not seen");
+            assert!(
+                seen.contains(id),
+                "visitor {id} existed throughout but was not seen"
+            );
         }
     }
     churn.await.expect("the churn task ran");
@@ -779,7 +859,10 @@ pub async fn idempotency_records_replay_mismatch_and_in_use(store: SharedStore) 
     );
     let other = json!({"name": "Visitor 2"});
     assert_eq!(
-        store.claim(&k, &fingerprint(&other), &policy).await.unwrap(),
+        store
+            .claim(&k, &fingerprint(&other), &policy)
+            .await
+            .unwrap(),
         Claim::Mismatch
     );
     // A used ticket cannot create again.
@@ -797,13 +880,32 @@ pub async fn idempotency_records_replay_mismatch_and_in_use(store: SharedStore) 
 pub async fn idempotency_keys_belong_to_their_owner(store: SharedStore) {
     let policy = IdempotencyPolicy::default();
     let body = json!({"name": "Shared key"});
-    let mine = acquired(store.claim(&key("a", "k"), &fingerprint(&body), &policy).await.unwrap());
-    let first = store.create_claimed(&mine, new_visitor(body.clone())).await.unwrap();
-    let theirs = acquired(store.claim(&key("b", "k"), &fingerprint(&body), &policy).await.unwrap());
-    let second = store.create_claimed(&theirs, new_visitor(body.clone())).await.unwrap();
+    let mine = acquired(
+        store
+            .claim(&key("a", "k"), &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
+    );
+    let first = store
+        .create_claimed(&mine, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    let theirs = acquired(
+        store
+            .claim(&key("b", "k"), &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
+    );
+    let second = store
+        .create_claimed(&theirs, new_visitor(body.clone()))
+        .await
+        .unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(
-        store.claim(&key("a", "k"), &fingerprint(&body), &policy).await.unwrap(),
+        store
+            .claim(&key("a", "k"), &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
         Claim::Replay(first)
     );
 }
@@ -815,20 +917,38 @@ pub async fn a_failed_or_released_claim_frees_the_key(store: SharedStore) {
     let k = key("a", "retry-me");
     let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
     assert!(matches!(
-        store.create_claimed(&ticket, new_visitor(body.clone())).await,
+        store
+            .create_claimed(&ticket, new_visitor(body.clone()))
+            .await,
         Err(StoreError::Conflict)
     ));
     // Nothing was recorded: the same key may run again, even with another body.
     let other = json!({"external_id": "fresh"});
-    let ticket = acquired(store.claim(&k, &fingerprint(&other), &policy).await.unwrap());
+    let ticket = acquired(
+        store
+            .claim(&k, &fingerprint(&other), &policy)
+            .await
+            .unwrap(),
+    );
     store.release(&ticket).await.unwrap();
     store.release(&ticket).await.unwrap();
-    let ticket = acquired(store.claim(&k, &fingerprint(&other), &policy).await.unwrap());
-    let created = store.create_claimed(&ticket, new_visitor(other.clone())).await.unwrap();
+    let ticket = acquired(
+        store
+            .claim(&k, &fingerprint(&other), &policy)
+            .await
+            .unwrap(),
+    );
+    let created = store
+        .create_claimed(&ticket, new_visitor(other.clone()))
+        .await
+        .unwrap();
     // Releasing a completed claim does nothing.
     store.release(&ticket).await.unwrap();
     assert_eq!(
-        store.claim(&k, &fingerprint(&other), &policy).await.unwrap(),
+        store
+            .claim(&k, &fingerprint(&other), &policy)
+            .await
+            .unwrap(),
         Claim::Replay(created)
     );
 }
@@ -840,11 +960,30 @@ pub async fn expired_records_and_stale_claims_give_the_key_up(store: SharedStore
         ..IdempotencyPolicy::default()
     };
     let k = key("a", "expiring");
-    let ticket = acquired(store.claim(&k, &fingerprint(&body), &expiring).await.unwrap());
-    let first = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
-    let ticket = acquired(store.claim(&k, &fingerprint(&body), &expiring).await.unwrap());
-    let second = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
-    assert_ne!(first.id, second.id, "an expired record is no longer replayed");
+    let ticket = acquired(
+        store
+            .claim(&k, &fingerprint(&body), &expiring)
+            .await
+            .unwrap(),
+    );
+    let first = store
+        .create_claimed(&ticket, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    let ticket = acquired(
+        store
+            .claim(&k, &fingerprint(&body), &expiring)
+            .await
+            .unwrap(),
+    );
+    let second = store
+        .create_claimed(&ticket, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    assert_ne!(
+        first.id, second.id,
+        "an expired record is no longer replayed"
+    );
     assert!(store.purge_expired().await.unwrap() >= 1);
     assert_eq!(store.purge_expired().await.unwrap(), 0);
 
@@ -857,10 +996,15 @@ pub async fn expired_records_and_stale_claims_give_the_key_up(store: SharedStore
     let taken_over = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
     assert_ne!(abandoned, taken_over);
     assert!(matches!(
-        store.create_claimed(&abandoned, new_visitor(body.clone())).await,
+        store
+            .create_claimed(&abandoned, new_visitor(body.clone()))
+            .await,
         Err(StoreError::KeyInUse)
     ));
-    let third = store.create_claimed(&taken_over, new_visitor(body.clone())).await.unwrap();
+    let third = store
+        .create_claimed(&taken_over, new_visitor(body.clone()))
+        .await
+        .unwrap();
     let all = store
         .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
         .await
@@ -869,7 +1013,10 @@ pub async fn expired_records_and_stale_claims_give_the_key_up(store: SharedStore
     // A live record survives a purge.
     assert_eq!(store.purge_expired().await.unwrap(), 0);
     assert_eq!(
-        store.claim(&k, &fingerprint(&body), &IdempotencyPolicy::default()).await.unwrap(),
+        store
+            .claim(&k, &fingerprint(&body), &IdempotencyPolicy::default())
+            .await
+            .unwrap(),
         Claim::Replay(third)
     );
 }
@@ -879,15 +1026,29 @@ pub async fn erasing_a_visitor_removes_its_idempotency_records(store: SharedStor
     let body = json!({"name": "Forget me", "email": "forget@example.com"});
     let k = key("a", "erase");
     let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
-    let created = store.create_claimed(&ticket, new_visitor(body.clone())).await.unwrap();
-    let kept = acquired(store.claim(&key("a", "keep"), &fingerprint(&body), &policy).await.unwrap());
-    let other = store.create_claimed(&kept, new_visitor(body.clone())).await.unwrap();
+    let created = store
+        .create_claimed(&ticket, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    let kept = acquired(
+        store
+            .claim(&key("a", "keep"), &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
+    );
+    let other = store
+        .create_claimed(&kept, new_visitor(body.clone()))
+        .await
+        .unwrap();
     store.delete(created.id, &IfMatch::Any).await.unwrap();
     // The record that held the erased visitor is gone: the key runs anew.
     let again = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
     store.release(&again).await.unwrap();
     assert_eq!(
-        store.claim(&key("a", "keep"), &fingerprint(&body), &policy).await.unwrap(),
+        store
+            .claim(&key("a", "keep"), &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
         Claim::Replay(other)
     );
 }
@@ -901,10 +1062,14 @@ pub async fn concurrent_claims_of_one_key_create_one_visitor(store: SharedStore)
         let body = body.clone();
         tokio::spawn(async move {
             let policy = IdempotencyPolicy::default();
-            match store.claim(&key("a", "once"), &fingerprint(&body), &policy).await? {
-                Claim::Acquired(ticket) => {
-                    store.create_claimed(&ticket, new_visitor(body)).await.map(Some)
-                }
+            match store
+                .claim(&key("a", "once"), &fingerprint(&body), &policy)
+                .await?
+            {
+                Claim::Acquired(ticket) => store
+                    .create_claimed(&ticket, new_visitor(body))
+                    .await
+                    .map(Some),
                 Claim::Replay(_) | Claim::InUse => Ok(None),
                 Claim::Mismatch => panic!("one body, no mismatch"),
             }

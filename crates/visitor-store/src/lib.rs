@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use visitor_domain::{
-    BodyFingerprint, NewVisitor, ValidationErrors, Visitor, VisitorFilter, VisitorId,
-    VisitorPatch,
+    BodyFingerprint, NewVisitor, ValidationErrors, Visitor, VisitorFilter, VisitorId, VisitorPatch,
 };
 
 pub use memory::MemoryStore;
@@ -184,7 +183,11 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
     ) -> Result<StoredVisitor, StoreError>;
 
     /// [`Self::update_if`] with no condition.
-    async fn update(&self, id: VisitorId, patch: VisitorPatch) -> Result<StoredVisitor, StoreError> {
+    async fn update(
+        &self,
+        id: VisitorId,
+        patch: VisitorPatch,
+    ) -> Result<StoredVisitor, StoreError> {
         self.update_if(id, patch, &IfMatch::Any).await
     }
 

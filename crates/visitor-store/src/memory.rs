@@ -19,9 +19,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use std::time::Instant;
 
 use async_trait::async_trait;
-use visitor_domain::{
-    BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch,
-};
+use visitor_domain::{BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch};
 
 use crate::{
     Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, ListQuery,
@@ -287,7 +285,10 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
                 .get_mut(slot)
                 .filter(|stored| stored.is_some())
                 .ok_or(StoreError::NotFound)?;
-            if !stored.as_ref().is_some_and(|s| condition.accepts(s.version)) {
+            if !stored
+                .as_ref()
+                .is_some_and(|s| condition.accepts(s.version))
+            {
                 return Err(StoreError::PreconditionFailed);
             }
             *stored = None;

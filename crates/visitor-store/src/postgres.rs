@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection;
-use tokio::sync::OnceCell;
 use sqlx::Row;
+use tokio::sync::OnceCell;
 use visitor_domain::{
-    BodyFingerprint, Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes,
-    Phone, Visitor, VisitorId, VisitorPatch,
+    BodyFingerprint, Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes, Phone,
+    Visitor, VisitorId, VisitorPatch,
 };
 
 use crate::{
@@ -183,7 +183,12 @@ impl PgStore {
 
     /// Explains why a conditional update matched no row: the visitor is missing, its version
     /// is not an expected one, or a read-only key differs.
-    async fn refusal(&self, id: VisitorId, patch: &VisitorPatch, condition: &IfMatch) -> StoreError {
+    async fn refusal(
+        &self,
+        id: VisitorId,
+        patch: &VisitorPatch,
+        condition: &IfMatch,
+    ) -> StoreError {
         match self.fetch(id).await {
             Ok(stored) if !condition.accepts(stored.version) => StoreError::PreconditionFailed,
             Ok(stored) => match patch.check_read_only(&stored) {
@@ -272,7 +277,9 @@ impl PgStore {
         .await
         .map_err(translate)?;
         if recorded.rows_affected() == 0 {
-            return Err(StoreError::internal("a held idempotency claim could not be completed"));
+            return Err(StoreError::internal(
+                "a held idempotency claim could not be completed",
+            ));
         }
         tx.commit().await.map_err(translate)?;
         Ok(stored)
