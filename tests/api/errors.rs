@@ -7,6 +7,7 @@ use crate::helpers::{spawn_with, TestApp};
 
 crate::on_both_stores!(
     malformed_bodies_are_bad_requests,
+    a_key_named_twice_is_a_bad_request_and_changes_nothing,
     malformed_ids_are_bad_requests,
     unknown_routes_are_not_found,
     other_methods_are_not_allowed_with_allow,
@@ -43,6 +44,41 @@ async fn malformed_bodies_are_bad_requests(app: &TestApp) {
             answer.assert_error(400, "BadRequest");
         }
     }
+}
+
+async fn a_key_named_twice_is_a_bad_request_and_changes_nothing(app: &TestApp) {
+    let created = app.created(&json!({"name": "Kept"})).await;
+    let item = format!("/api/v2/chat/visitors/{}", created["id"]);
+    for body in [
+        r#"{"name": "a", "name": "b"}"#,
+        r#"{"name": "a", "name": "a"}"#,
+        r#"{"banned": true, "email": null, "banned": false}"#,
+        r#"{"name": "a", "n\u0061me": "b"}"#,
+    ] {
+        for (method, path) in [
+            (Method::POST, "/api/v2/chat/visitors"),
+            (Method::PUT, item.as_str()),
+        ] {
+            let answer = app
+                .send(
+                    app.admin(method.clone(), path)
+                        .header("content-type", "application/json")
+                        .body(body),
+                )
+                .await;
+            answer.assert_error(400, "BadRequest");
+            assert!(
+                answer.body["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("more than once"),
+                "{body}: {}",
+                answer.text
+            );
+        }
+    }
+    assert_eq!(app.show(&created["id"]).await.body, created);
+    assert_eq!(app.list("").await.body["visitors"], json!([created]));
 }
 
 async fn malformed_ids_are_bad_requests(app: &TestApp) {

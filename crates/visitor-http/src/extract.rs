@@ -1,5 +1,6 @@
-//! Request extractors that fail only with [`ApiError`]: a JSON object body (415, 413, 400) and
-//! the `visitor_id` path segment (400).
+//! Request extractors that fail only with [`ApiError`]: a JSON object body (415, 413, 400; a key
+//! named twice in any object is a 400, so no reader of the request can take another value than
+//! the service does) and the `visitor_id` path segment (400).
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -10,7 +11,9 @@ use actix_web::mime;
 use actix_web::web::BytesMut;
 use actix_web::{FromRequest, HttpRequest};
 use futures::StreamExt;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
 use visitor_domain::VisitorId;
 
 use crate::error::ApiError;
@@ -73,7 +76,7 @@ impl FromRequest for JsonObject {
                 }
                 body.extend_from_slice(&chunk);
             }
-            match serde_json::from_slice::<Value>(&body) {
+            match serde_json::from_slice::<UniqueKeys>(&body).map(|parsed| parsed.0) {
                 Ok(Value::Object(map)) => Ok(Self(map)),
                 Ok(_) => Err(ApiError::BadRequest(
                     "the body must be a JSON object".into(),
@@ -83,6 +86,78 @@ impl FromRequest for JsonObject {
                 ))),
             }
         })
+    }
+}
+
+/// A JSON value in which no object names a key twice: `{"name": "a", "name": "b"}` is an error
+/// rather than the last value silently winning.
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "the key {key:?} is given more than once"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -101,5 +176,50 @@ impl FromRequest for VisitorPath {
                 .map(Self)
                 .map_err(|error| ApiError::BadRequest(error.description)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Value, serde_json::Error> {
+        serde_json::from_str::<UniqueKeys>(text).map(|parsed| parsed.0)
+    }
+
+    #[test]
+    fn a_key_named_twice_anywhere_is_refused() {
+        for text in [
+            r#"{"name": "a", "name": "b"}"#,
+            r#"{"name": "a", "name": "a"}"#,
+            r#"{"x": {"k": 1, "k": 2}}"#,
+            r#"{"x": [{"k": 1, "k": 2}]}"#,
+            r#"{"name": "a", "n\u0061me": "b"}"#,
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(
+                error.to_string().contains("more than once"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_other_json_reads_as_serde_json_reads_it() {
+        for text in [
+            r#"{"name": "a", "email": null, "banned": true, "n": -1, "u": 18446744073709551615, "f": 1.5}"#,
+            r#"{"nested": {"a": [1, {"b": "c"}], "d": {}}, "e": []}"#,
+            r#"[1, "two", null]"#,
+            r#""text""#,
+            "{}",
+        ] {
+            assert_eq!(
+                parse(text).unwrap(),
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{text}"
+            );
+        }
+        assert!(parse("{").is_err());
+        assert!(parse(r#"{"a":1}x"#).is_err());
     }
 }
