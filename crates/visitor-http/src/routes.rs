@@ -7,7 +7,8 @@ use actix_web::web::{self, Data, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use visitor_domain::{BodyFingerprint, NewVisitor, VisitorPatch};
 use visitor_store::{
-    Claim, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, StoredVisitor, VisitorStore,
+    Claim, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, StoredVisitor,
+    VisitorStore,
 };
 
 use crate::auth::Caller;
@@ -248,8 +249,8 @@ pub async fn update_visitor(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let (patch, mut errors) = VisitorPatch::from_json_partial(&body.0);
+    let condition = if_match(req.headers(), path.0);
     if errors.is_empty() {
-        let condition = if_match(req.headers(), path.0);
         let stored = store.update_if(path.0, patch, &condition).await?;
         if prefers_minimal(req.headers()) {
             return Ok(HttpResponse::NoContent()
@@ -259,10 +260,15 @@ pub async fn update_visitor(
         }
         return Ok(with_visitor(HttpResponse::Ok(), &stored));
     }
-    // Some keys are invalid: name the read-only keys that differ too, so the client learns
-    // every offending key at once.
-    if patch.echoes_read_only_keys() {
-        if let Err(read_only) = patch.check_read_only(&store.get(path.0).await?.visitor) {
+    // Some keys are invalid. The visitor must exist and If-Match hold before the body is judged
+    // (RFC 9110 §13.2.1); then the read-only keys that differ are named too, so the client
+    // learns every offending key at once.
+    if condition != IfMatch::Any || patch.echoes_read_only_keys() {
+        let stored = store.get(path.0).await?;
+        if !condition.accepts(stored.version) {
+            return Err(ApiError::PreconditionFailed);
+        }
+        if let Err(read_only) = patch.check_read_only(&stored.visitor) {
             errors.merge(read_only);
         }
     }
