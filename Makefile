@@ -10,13 +10,14 @@ PREPARE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/visitors_prepare
 CARGO ?= cargo
 NEXTEST_VERSION ?= 0.9.143
 SQLX_CLI_VERSION ?= 0.8.6
+MUTANTS_VERSION ?= 27.1.0
 
 E2E := tests/e2e
 E2E_PY := $(E2E)/.venv/bin/python
 
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
-	e2e-python e2e-node e2e-chromium check-postgres bench
+	e2e-python e2e-node e2e-chromium check-postgres bench mutants tools-mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -88,6 +89,16 @@ bench: check-postgres ## the benchmark against its ceilings (release build; inst
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(CARGO) build --release -p visitor-http -p visitor-bench
 	python3 bench/bench.py
+
+# Mutation testing: every viable mutant of the domain and store crates must be caught by that
+# crate's own tests (the store's with PostgreSQL); `.cargo/mutants.toml` lists what is not
+# mutated and why. cargo-mutants exits non-zero and prints MISSED lines naming any survivor.
+mutants: tools-mutants check-postgres ## mutation testing of visitor-domain and visitor-store (cargo-mutants)
+	$(CARGO) mutants --package visitor-domain --output target/mutants/domain
+	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --output target/mutants/store
+
+tools-mutants:
+	@$(CARGO) mutants --version 2>/dev/null | grep -q $(MUTANTS_VERSION) || $(CARGO) install cargo-mutants --version $(MUTANTS_VERSION) --locked
 
 openapi: ## rewrite openapi.yaml from the code (a test fails when they differ)
 	$(CARGO) run -q -p visitor-http --bin visitor-http -- --print-openapi > openapi.yaml.tmp

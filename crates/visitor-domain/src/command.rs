@@ -572,4 +572,54 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn field_says_when_it_was_not_sent() {
+        assert!(Field::<Name>::Absent.is_absent());
+        assert!(!Field::<Name>::Null.is_absent());
+        assert!(!Field::Value(Name::parse("A").unwrap()).is_absent());
+    }
+
+    #[test]
+    fn a_patch_changes_nothing_only_without_mutable_keys() {
+        let patch = |body: Value| VisitorPatch::from_json(&object(body)).unwrap();
+        assert!(patch(json!({})).changes_nothing());
+        assert!(patch(json!({"id": 1, "notes": "n", "external_id": "e"})).changes_nothing());
+        for body in [
+            json!({"name": "A"}),
+            json!({"email": null}),
+            json!({"phone": "1"}),
+            json!({"banned": false}),
+            json!({"created": "2014-09-01T10:29:59Z"}),
+        ] {
+            assert!(!patch(body.clone()).changes_nothing(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_patch_echoes_read_only_keys_when_any_is_sent() {
+        let patch = |body: Value| VisitorPatch::from_json(&object(body)).unwrap();
+        assert!(!patch(json!({})).echoes_read_only_keys());
+        assert!(!patch(json!({"name": "A", "banned": true})).echoes_read_only_keys());
+        for body in [
+            json!({"id": 1}),
+            json!({"id": null}),
+            json!({"notes": null}),
+            json!({"external_id": "e"}),
+        ] {
+            assert!(patch(body.clone()).echoes_read_only_keys(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_null_id_is_an_echo_that_never_agrees() {
+        let patch = VisitorPatch::from_json(&object(json!({"id": null}))).unwrap();
+        assert_eq!(patch.id, Field::Null);
+        let visitor =
+            NewVisitor::default().into_visitor(VisitorId::new(3).unwrap(), Created::now());
+        let errors = patch.apply_to(&visitor).unwrap_err();
+        assert_eq!(errors.get("id").unwrap()[0].code, ErrorCode::ReadOnly);
+        let echoed = VisitorPatch::from_json(&object(json!({"id": 3}))).unwrap();
+        assert_eq!(echoed.apply_to(&visitor), Ok(visitor));
+    }
 }

@@ -151,3 +151,66 @@ impl fmt::Display for ValidationErrors {
 }
 
 impl std::error::Error for ValidationErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [(ErrorCode, &str); 8] = [
+        (ErrorCode::Blank, "Blank"),
+        (ErrorCode::TooLong, "TooLong"),
+        (ErrorCode::InvalidFormat, "InvalidFormat"),
+        (ErrorCode::InvalidType, "InvalidType"),
+        (ErrorCode::ReadOnly, "ReadOnly"),
+        (ErrorCode::UnknownField, "UnknownField"),
+        (ErrorCode::Duplicate, "Duplicate"),
+        (ErrorCode::OutOfRange, "OutOfRange"),
+    ];
+
+    #[test]
+    fn every_code_has_its_wire_name() {
+        for (code, wire) in ALL {
+            assert_eq!(code.as_str(), wire);
+            assert_eq!(code.to_string(), wire);
+            assert_eq!(serde_json::to_value(code).unwrap(), wire);
+        }
+    }
+
+    fn error(code: ErrorCode, text: &str) -> FieldError {
+        FieldError::new(code, text)
+    }
+
+    #[test]
+    fn a_field_error_shows_its_code_and_sentence() {
+        let shown = error(ErrorCode::TooLong, "name is too long").to_string();
+        assert_eq!(shown, "TooLong: name is too long");
+    }
+
+    #[test]
+    fn errors_collect_per_key_in_key_order() {
+        let mut errors = ValidationErrors::single("name", error(ErrorCode::Blank, "empty"));
+        assert!(!errors.is_empty());
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["name"]);
+        let mut other = ValidationErrors::new();
+        assert!(other.is_empty());
+        other.add("email", error(ErrorCode::InvalidFormat, "bad"));
+        other.add("name", error(ErrorCode::TooLong, "long"));
+        errors.merge(other);
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["email", "name"]);
+        let name: Vec<ErrorCode> = errors.get("name").unwrap().iter().map(|e| e.code).collect();
+        assert_eq!(name, [ErrorCode::Blank, ErrorCode::TooLong]);
+        let pairs: Vec<(&str, usize)> = errors.iter().map(|(k, v)| (k, v.len())).collect();
+        assert_eq!(pairs, [("email", 1), ("name", 2)]);
+        assert_eq!(
+            errors.to_string(),
+            "email: InvalidFormat: bad; name: Blank: empty; name: TooLong: long"
+        );
+        assert_eq!(
+            serde_json::to_value(&errors).unwrap()["name"][1],
+            serde_json::json!({"error": "TooLong", "description": "long"})
+        );
+        assert!(errors.clone().into_result(()).is_err());
+        assert_eq!(ValidationErrors::new().into_result(7), Ok(7));
+        assert_eq!(ValidationErrors::new().to_string(), "");
+    }
+}

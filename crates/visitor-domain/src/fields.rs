@@ -457,6 +457,20 @@ mod tests {
     }
 
     #[test]
+    fn a_leap_second_keeps_its_fraction_as_it_rolls_over() {
+        let created = Created::parse("2016-12-31T23:59:60.25Z").map(Created::to_rfc3339);
+        assert_eq!(created.as_deref(), Ok("2017-01-01T00:00:00.250Z"));
+    }
+
+    #[test]
+    fn ids_and_dates_display_as_on_the_wire() {
+        assert_eq!(VisitorId::new(42).unwrap().to_string(), "42");
+        let created = Created::parse("2014-09-01T12:29:59.5+02:00").unwrap();
+        assert_eq!(created.to_string(), "2014-09-01T10:29:59.500Z");
+        assert_eq!(Name::parse("Ann").unwrap().to_string(), "Ann");
+    }
+
+    #[test]
     fn a_leap_second_rolls_over() {
         let created = Created::parse("2016-12-31T23:59:60Z").map(Created::to_rfc3339);
         assert_eq!(created.ok().as_deref(), Some("2017-01-01T00:00:00Z"));

@@ -234,4 +234,40 @@ mod tests {
         assert_ne!(a.canonical(), c.canonical());
         assert_eq!(VisitorFilter::default().with_email("A@x.io").unwrap(), a);
     }
+
+    #[test]
+    fn only_the_three_filters_are_filter_keys() {
+        for key in VisitorFilter::KEYS {
+            assert!(VisitorFilter::is_filter_key(key));
+        }
+        for key in ["page[size]", "sort", "name", "", "Email"] {
+            assert!(!VisitorFilter::is_filter_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn any_one_filter_makes_it_not_empty() {
+        for pair in [
+            ("external_id", "e"),
+            ("email", "a@b.io"),
+            ("banned", "false"),
+        ] {
+            let filter = VisitorFilter::parse([pair]).unwrap();
+            assert!(!filter.is_empty(), "{pair:?}");
+        }
+        assert_eq!(
+            VisitorFilter::parse([("banned", "false")]).unwrap().banned,
+            Some(false)
+        );
+        assert_eq!(
+            VisitorFilter::parse([("banned", "true")]).unwrap().banned,
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn an_email_filter_may_be_as_long_as_an_address() {
+        let longest = "a".repeat(EMAIL_MAX_CHARS);
+        assert!(VisitorFilter::parse([("email", longest.as_str())]).is_ok());
+    }
 }

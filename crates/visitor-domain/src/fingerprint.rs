@@ -109,4 +109,16 @@ mod tests {
         let round = BodyFingerprint::from_bytes(*fingerprint("{}").as_bytes());
         assert_eq!(round, fingerprint("{}"));
     }
+
+    /// The canonical form is part of the stored records: every instance (and every version in a
+    /// rolling upgrade) must compute the same digest for the same body.
+    #[test]
+    fn the_canonical_form_is_pinned() {
+        let body =
+            r#"{"b": [1, 2, {"y": true, "x": null}], "a": {"d": "\u00e9", "c": -1.5}, "e": []}"#;
+        let canonical = r#"{"a":{"c":-1.5,"d":"é"},"b":[1,2,{"x":null,"y":true}],"e":[]}"#;
+        let expected: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+        assert_eq!(fingerprint(body).as_bytes(), &expected);
+        assert_ne!(fingerprint(r#"{"a":[1,2]}"#), fingerprint(r#"{"a":[12]}"#));
+    }
 }

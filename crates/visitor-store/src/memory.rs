@@ -480,6 +480,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn empty_until_the_first_visitor_and_again_after_the_last_is_erased() {
+        let store = MemoryStore::new();
+        assert!(store.is_empty());
+        let created = store.create(NewVisitor::default()).await.unwrap();
+        assert!(!store.is_empty());
+        store.delete(created.id, &IfMatch::Any).await.unwrap();
+        assert!(store.is_empty());
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn ids_spread_over_every_shard() {
         let store = MemoryStore::new();
         for _ in 0..(SHARDS * 3) {

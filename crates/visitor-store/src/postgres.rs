@@ -616,7 +616,6 @@ fn translate(error: sqlx::Error) -> StoreError {
         Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed => {
             StoreError::Unavailable(Box::new(error))
         }
-        Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Internal(Box::new(error)),
     }
 }
@@ -625,4 +624,23 @@ fn translate(error: sqlx::Error) -> StoreError {
 /// connections, read-only standby) rather than that the request is wrong.
 fn unreachable_state(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_states_are_the_server_not_serving_now() {
+        for code in [
+            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "25006",
+        ] {
+            assert!(unreachable_state(code), "{code}");
+        }
+        for code in [
+            "23505", "23514", "42P01", "40001", "57014", "53200", "25P02", "0", "",
+        ] {
+            assert!(!unreachable_state(code), "{code}");
+        }
+    }
 }
