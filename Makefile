@@ -93,9 +93,10 @@ bench: check-postgres ## the benchmark against its ceilings (release build; inst
 # Mutation testing: every viable mutant of the domain and store crates must be caught by that
 # crate's own tests (the store's with PostgreSQL); `.cargo/mutants.toml` lists what is not
 # mutated and why. cargo-mutants exits non-zero and prints MISSED lines naming any survivor.
-mutants: tools-mutants check-postgres ## mutation testing of visitor-domain and visitor-store (cargo-mutants)
-	$(CARGO) mutants --package visitor-domain --output target/mutants/domain
-	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --output target/mutants/store
+mutants: tools-mutants tools-nextest check-postgres ## mutation testing of visitor-domain and visitor-store (cargo-mutants)
+	$(CARGO) mutants --package visitor-domain --test-tool nextest --output target/mutants/domain
+	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --test-tool nextest --jobs 2 \
+	  --output target/mutants/store
 
 tools-mutants:
 	@$(CARGO) mutants --version 2>/dev/null | grep -q $(MUTANTS_VERSION) || $(CARGO) install cargo-mutants --version $(MUTANTS_VERSION) --locked

@@ -783,7 +783,13 @@ pub async fn list_walk_sees_every_lasting_visitor_once_while_others_come_and_go(
     for order in [Order::Ascending, Order::Descending] {
         let mut seen = Vec::new();
         let mut after = None;
-        loop {
+        // 240 visitors and as many newcomers, 7 a page: a walk that takes more pages than that
+        // is not advancing.
+        for pages in 0.. {
+            assert!(
+                pages < 2 * 480 / 7 + 2,
+                "the walk does not advance: {seen:?}"
+            );
             let page = store
                 .list(&query(VisitorFilter::default(), order, after, 7))
                 .await

@@ -479,6 +479,58 @@ mod tests {
         assert_eq!(store.len(), 3);
     }
 
+    /// The index entries of every shard: (first entries, colliding entries).
+    fn index_entries<S>(store: &MemoryStore<S>) -> (usize, usize) {
+        store
+            .external_ids
+            .iter()
+            .fold((0, 0), |(first, more), shard| {
+                let index = lock(shard);
+                (
+                    first + index.first.len(),
+                    more + index.more.values().map(Vec::len).sum::<usize>(),
+                )
+            })
+    }
+
+    #[tokio::test]
+    async fn erasing_removes_the_index_entry_and_nothing_else() {
+        let store = MemoryStore::with_hasher(BuildHasherDefault::<Colliding>::default());
+        let ids: Vec<VisitorId> = create_each(&store, &["a", "b", "c", "d"]).await;
+        assert_eq!(index_entries(&store), (1, 3));
+        // A colliding entry, then the first one (another takes its place), then the rest.
+        store.delete(ids[2], &IfMatch::Any).await.unwrap();
+        assert_eq!(index_entries(&store), (1, 2));
+        store.delete(ids[0], &IfMatch::Any).await.unwrap();
+        assert_eq!(index_entries(&store), (1, 1));
+        for taken in ["b", "d"] {
+            assert!(matches!(
+                store.create(new_with(taken)).await,
+                Err(StoreError::Conflict)
+            ));
+        }
+        store.delete(ids[1], &IfMatch::Any).await.unwrap();
+        store.delete(ids[3], &IfMatch::Any).await.unwrap();
+        assert_eq!(index_entries(&store), (0, 0));
+        let store = MemoryStore::new();
+        let id = store.create(new_with("x")).await.unwrap().id;
+        store.create(NewVisitor::default()).await.unwrap();
+        assert_eq!(index_entries(&store), (1, 0));
+        store.delete(id, &IfMatch::Any).await.unwrap();
+        assert_eq!(index_entries(&store), (0, 0));
+    }
+
+    async fn create_each<S: BuildHasher + Send + Sync + std::fmt::Debug>(
+        store: &MemoryStore<S>,
+        external_ids: &[&str],
+    ) -> Vec<VisitorId> {
+        let mut ids = Vec::new();
+        for external_id in external_ids {
+            ids.push(store.create(new_with(external_id)).await.unwrap().id);
+        }
+        ids
+    }
+
     #[tokio::test]
     async fn empty_until_the_first_visitor_and_again_after_the_last_is_erased() {
         let store = MemoryStore::new();

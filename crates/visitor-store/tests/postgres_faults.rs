@@ -33,7 +33,7 @@ async fn a_server_that_is_not_there_is_unavailable_never_internal() {
     );
     let options = PgStoreOptions {
         max_connections: 2,
-        acquire_timeout: Duration::from_millis(500),
+        acquire_timeout: Duration::from_millis(200),
     };
     let store = PgStore::connect_lazy(&url, &options).unwrap();
     unavailable(store.ping().await);
