@@ -13,4 +13,5 @@ mod errors;
 mod idempotency;
 mod list;
 mod openapi;
+mod raw;
 mod visitors;
