@@ -740,6 +740,20 @@ pub async fn list_filters_by_external_id_email_and_banned(store: SharedStore) {
         .await
         .unwrap();
     assert!(past_a.is_empty());
+    // The keyset bound holds on the external-id path too, strictly, in both orders.
+    let ext_c = || filter(&[("external_id", "EXT-A")]);
+    for (order, after, expected) in [
+        (Order::Ascending, a.id, vec![c.id.get()]),
+        (Order::Ascending, c.id, vec![]),
+        (Order::Descending, c.id, vec![]),
+        (Order::Descending, d.id, vec![c.id.get()]),
+    ] {
+        let found = store
+            .list(&query(ext_c(), order, Some(after), 10))
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), expected, "{order:?} after {after}");
+    }
     let one = store
         .list(&query(
             filter(&[("banned", "true")]),

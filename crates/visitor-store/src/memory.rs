@@ -58,9 +58,16 @@ struct Record {
 }
 
 impl Record {
-    /// True when the record no longer holds its key: expired, or a claim gone stale.
-    fn is_dead(&self, now: Instant, policy: &IdempotencyPolicy) -> bool {
+    /// True from the instant the record expires on (as in the Postgres store's
+    /// `expires_at <= now()`).
+    fn expired(&self, now: Instant) -> bool {
         self.expires_at <= now
+    }
+
+    /// True when the record no longer holds its key: expired, or a claim that has been running
+    /// for `stale_after` or longer without completing.
+    fn is_dead(&self, now: Instant, policy: &IdempotencyPolicy) -> bool {
+        self.expired(now)
             || (self.done.is_none() && now.duration_since(self.claimed_at) >= policy.stale_after)
     }
 }
@@ -357,7 +364,8 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
                 Some(answer) => Claim::Replay(answer.clone()),
             });
         }
-        let claim = self.last_claim.fetch_add(1, Ordering::Relaxed) + 1;
+        // Claims need only differ from each other.
+        let claim = self.last_claim.fetch_add(1, Ordering::Relaxed);
         records.insert(
             key.clone(),
             Record {
@@ -413,7 +421,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
         let now = Instant::now();
         let mut records = lock(&self.records);
         let before = records.len();
-        records.retain(|_, record| record.expires_at > now);
+        records.retain(|_, record| !record.expired(now));
         Ok((before - records.len()) as u64)
     }
 }
@@ -421,6 +429,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
 #[cfg(test)]
 mod tests {
     use std::hash::{BuildHasherDefault, Hasher};
+    use std::time::Duration;
 
     use super::*;
 
@@ -529,6 +538,38 @@ mod tests {
             ids.push(store.create(new_with(external_id)).await.unwrap().id);
         }
         ids
+    }
+
+    #[test]
+    fn a_record_dies_at_its_expiry_and_a_claim_at_its_stale_age() {
+        let start = Instant::now();
+        let policy = IdempotencyPolicy {
+            ttl: Duration::from_secs(10),
+            stale_after: Duration::from_secs(3),
+        };
+        let mut record = Record {
+            fingerprint: BodyFingerprint::from_bytes([0; 32]),
+            claim: 0,
+            claimed_at: start,
+            expires_at: start + policy.ttl,
+            done: None,
+        };
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert!(!record.is_dead(at(2), &policy));
+        assert!(
+            record.is_dead(at(3), &policy),
+            "a claim is stale at exactly stale_after"
+        );
+        record.done = Some(StoredVisitor {
+            visitor: NewVisitor::default().into_visitor(VisitorId::new(1).unwrap(), Created::now()),
+            version: Version::FIRST,
+        });
+        assert!(
+            !record.is_dead(at(9), &policy),
+            "a completed record lives until it expires"
+        );
+        assert!(!record.expired(at(9)));
+        assert!(record.expired(at(10)) && record.is_dead(at(10), &policy));
     }
 
     #[tokio::test]
