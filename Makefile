@@ -94,6 +94,7 @@ bench: check-postgres ## the benchmark against its ceilings (release build; inst
 # crate's own tests (the store's with PostgreSQL); `.cargo/mutants.toml` lists what is not
 # mutated and why. cargo-mutants exits non-zero and prints MISSED lines naming any survivor.
 mutants: tools-mutants tools-nextest check-postgres ## mutation testing of visitor-domain and visitor-store (cargo-mutants)
+	mkdir -p target/mutants
 	$(CARGO) mutants --package visitor-domain --test-tool nextest --output target/mutants/domain
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --test-tool nextest --jobs 2 \
 	  --output target/mutants/store
