@@ -23,7 +23,7 @@ pub const PHONE_PUNCTUATION: &str = " +-().";
 
 /// Checks the rules every stored string shares: length in Unicode scalar values and no NUL
 /// character (no database can store it, and no client means it).
-fn check_text(key: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+pub(crate) fn check_text(key: &str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let chars = value.chars().count();
     if chars < min {
         return Err(FieldError::new(

@@ -2,7 +2,7 @@
 //! `email` matched ignoring ASCII case, and `banned`.
 
 use crate::error::{ErrorCode, FieldError, ValidationErrors};
-use crate::fields::{ExternalId, EMAIL_MAX_CHARS};
+use crate::fields::{check_text, ExternalId, EMAIL_MAX_CHARS};
 use crate::visitor::Visitor;
 
 /// The filters of a list of visitors; a visitor is listed when it matches every filter given.
@@ -119,22 +119,7 @@ impl VisitorFilter {
 }
 
 fn email_filter(value: &str) -> Result<String, FieldError> {
-    let chars = value.chars().count();
-    if chars == 0 {
-        return Err(FieldError::new(ErrorCode::Blank, "email must not be empty"));
-    }
-    if chars > EMAIL_MAX_CHARS {
-        return Err(FieldError::new(
-            ErrorCode::TooLong,
-            format!("email must be at most {EMAIL_MAX_CHARS} characters (it has {chars})"),
-        ));
-    }
-    if value.contains('\0') {
-        return Err(FieldError::new(
-            ErrorCode::InvalidFormat,
-            "email must not contain the NUL character",
-        ));
-    }
+    check_text("email", value, 1, EMAIL_MAX_CHARS)?;
     Ok(value.to_ascii_lowercase())
 }
 
