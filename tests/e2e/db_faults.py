@@ -1,5 +1,7 @@
 """Database faults, against a throwaway PostgreSQL cluster this check creates itself (initdb on a
-free loopback port under target/, removed afterwards; never the shared server):
+free loopback port, in a directory of its own under the system's temporary folder so that the
+postgres user can reach it wherever the checkout is, removed on every way out; never the shared
+server):
 
 1. data survives a service restart;
 2. the database stopped mid-run: 503 with Retry-After, /readyz 503, the process stays up;

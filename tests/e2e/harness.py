@@ -1,6 +1,7 @@
 """Shared helpers for the end-to-end checks: start the real `visitor-http` binary on a free
 loopback port, make databases, talk HTTP. Everything binds to 127.0.0.1 and stops by itself."""
 
+import atexit
 import contextlib
 import http.client
 import json
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -188,21 +190,27 @@ def pg_bin(tool):
 
 
 class ThrowawayCluster:
-    """A PostgreSQL cluster of its own under target/, on a free loopback port; removed after."""
+    """A PostgreSQL cluster of its own, on a free loopback port; removed after.
+
+    It lives in a fresh directory under the system's temporary folder, owned by the user the
+    server runs as, not inside the checkout: a checkout may sit in a private directory (mode
+    700, as a home directory is) that the postgres user cannot reach."""
 
     def __init__(self):
-        self.dir = ROOT / "target" / f"e2e-pg-{secrets.token_hex(4)}"
+        self.dir = Path(tempfile.mkdtemp(prefix="visitors-e2e-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # Removed on every way out: a normal end, a failed check, an exception, SIGINT, SIGTERM.
+        atexit.register(self.remove)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def _run(self, *args):
         subprocess.run(self.as_postgres + list(args), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def init(self):
-        self.dir.mkdir(parents=True)
         if self.as_postgres:
             # initdb refuses to run as root: the cluster belongs to the postgres user.
             shutil.chown(self.dir, "postgres", "postgres")
