@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_with, TestApp};
+use crate::helpers::{spawn_with, Answer, TestApp};
 
 crate::on_both_stores!(
     malformed_bodies_are_bad_requests,
@@ -30,20 +30,23 @@ async fn malformed_bodies_are_bad_requests(app: &TestApp) {
         "42",
         "{\"a\":1}x",
     ] {
-        for (method, path) in [
-            (Method::POST, "/api/v2/chat/visitors"),
-            (Method::PUT, item.as_str()),
-        ] {
-            let answer = app
-                .send(
-                    app.admin(method.clone(), path)
-                        .header("content-type", "application/json")
-                        .body(body),
-                )
-                .await;
+        for answer in create_and_update_raw(app, &item, body).await {
             answer.assert_error(400, "BadRequest");
         }
     }
+}
+
+/// Sends one raw JSON body to Create and to Update of `item`; returns both answers.
+async fn create_and_update_raw(app: &TestApp, item: &str, body: &str) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for (method, path) in [(Method::POST, "/api/v2/chat/visitors"), (Method::PUT, item)] {
+        let request = app
+            .admin(method, path)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        answers.push(app.send(request).await);
+    }
+    answers
 }
 
 async fn a_key_named_twice_is_a_bad_request_and_changes_nothing(app: &TestApp) {
@@ -55,17 +58,7 @@ async fn a_key_named_twice_is_a_bad_request_and_changes_nothing(app: &TestApp) {
         r#"{"banned": true, "email": null, "banned": false}"#,
         r#"{"name": "a", "n\u0061me": "b"}"#,
     ] {
-        for (method, path) in [
-            (Method::POST, "/api/v2/chat/visitors"),
-            (Method::PUT, item.as_str()),
-        ] {
-            let answer = app
-                .send(
-                    app.admin(method.clone(), path)
-                        .header("content-type", "application/json")
-                        .body(body),
-                )
-                .await;
+        for answer in create_and_update_raw(app, &item, body).await {
             answer.assert_error(400, "BadRequest");
             assert!(
                 answer.body["description"]

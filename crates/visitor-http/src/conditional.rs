@@ -11,22 +11,31 @@ pub fn etag(stored: &StoredVisitor) -> String {
     format!("\"{}.{}\"", stored.id, stored.version.get())
 }
 
-/// The entity tags listed in a header (comma-separated; the whole list may be spread over
-/// several header lines), or `None` for `*`.
-fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Option<Vec<String>>> {
+/// What a conditional header says.
+enum Listed {
+    /// The header is not sent.
+    Absent,
+    /// `*`: any current representation.
+    Any,
+    /// These entity tags (the list may be spread over several header lines).
+    Tags(Vec<String>),
+}
+
+fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Listed {
+    let mut values = headers.get_all(name).peekable();
+    if values.peek().is_none() {
+        return Listed::Absent;
+    }
     let mut tags = Vec::new();
-    let mut present = false;
-    for value in headers.get_all(name) {
-        present = true;
-        let Ok(text) = value.to_str() else { continue };
+    for text in values.filter_map(|value| value.to_str().ok()) {
         for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if tag == "*" {
-                return Some(None);
+                return Listed::Any;
             }
             tags.push(tag.to_owned());
         }
     }
-    present.then_some(Some(tags))
+    Listed::Tags(tags)
 }
 
 /// The version a strong tag names for the visitor `id`, if it is one of this service's tags
@@ -46,8 +55,8 @@ fn version_of(tag: &str, id: VisitorId) -> Option<Version> {
 /// match nothing, as strong comparison says).
 pub fn if_match(headers: &HeaderMap, id: VisitorId) -> IfMatch {
     match listed_tags(headers, header::IF_MATCH) {
-        None | Some(None) => IfMatch::Any,
-        Some(Some(tags)) => {
+        Listed::Absent | Listed::Any => IfMatch::Any,
+        Listed::Tags(tags) => {
             IfMatch::OneOf(tags.iter().filter_map(|tag| version_of(tag, id)).collect())
         }
     }
@@ -57,9 +66,9 @@ pub fn if_match(headers: &HeaderMap, id: VisitorId) -> IfMatch {
 /// header) or `*`: the client's copy is current, and Show answers 304.
 pub fn none_match_fails(headers: &HeaderMap, current: &str) -> bool {
     match listed_tags(headers, header::IF_NONE_MATCH) {
-        None => false,
-        Some(None) => true,
-        Some(Some(tags)) => tags
+        Listed::Absent => false,
+        Listed::Any => true,
+        Listed::Tags(tags) => tags
             .iter()
             .any(|tag| tag.strip_prefix("W/").unwrap_or(tag) == current),
     }

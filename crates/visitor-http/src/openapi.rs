@@ -432,24 +432,22 @@ fn error_response(operation_id: &str, status: u16) -> utoipa::openapi::Response 
             .description(Some(description))
             .build()
     };
-    match status {
-        401 => {
-            response = response.header("WWW-Authenticate", string_header("Always `Bearer`"));
-        }
-        503 | 409 if status == 503 || operation_id == "createVisitor" => {
-            response = response.header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                    .description(Some(if status == 503 {
-                        "Seconds to wait before retrying"
-                    } else {
-                        "On IdempotencyKeyInUse: seconds to wait before retrying"
-                    }))
-                    .build(),
-            );
-        }
-        _ => {}
+    if status == 401 {
+        response = response.header("WWW-Authenticate", string_header("Always `Bearer`"));
+    }
+    let retry_after = match (operation_id, status) {
+        (_, 503) => Some("Seconds to wait before retrying"),
+        ("createVisitor", 409) => Some("On IdempotencyKeyInUse: seconds to wait before retrying"),
+        _ => None,
+    };
+    if let Some(description) = retry_after {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some(description))
+                .build(),
+        );
     }
     response.build()
 }
@@ -484,17 +482,6 @@ impl Modify for Completion {
             }
         }
 
-        for item in openapi.paths.paths.values_mut() {
-            for (_, operation) in operations(item) {
-                let id = operation.operation_id.clone().unwrap_or_default();
-                if let Some(extra) = stateful_headers(&id) {
-                    let description = operation.description.get_or_insert_with(String::new);
-                    description.push_str("\n\n");
-                    description.push_str(extra);
-                }
-            }
-        }
-
         link_create_to_show_and_update(openapi, "");
 
         let legacy: Vec<_> = openapi
@@ -522,20 +509,6 @@ impl Modify for Completion {
         link_create_to_show_and_update(openapi, "Legacy");
     }
 }
-
-/// The request headers whose valid values depend on stored state (a current ETag, a key's
-/// earlier use) are described in words rather than listed as parameters: a schema cannot tell a
-/// current tag or an unused key from any other string, so a listed parameter would promise that
-/// every string of its shape is accepted. Create and Update keep the seed's descriptions, so
-/// their headers are described in the document's introduction; Delete's description is ours.
-fn stateful_headers(operation_id: &str) -> Option<&'static str> {
-    match operation_id {
-        "deleteVisitor" => Some(IF_MATCH_DELETE),
-        _ => None,
-    }
-}
-
-const IF_MATCH_DELETE: &str = "**If-Match** (request header, optional): entity tags from `ETag`, or `*`. The visitor is erased only when one of them is its current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes.";
 
 /// The introduction of the document: what it is, and the request headers whose valid values
 /// depend on stored state.

@@ -282,7 +282,7 @@ pub async fn update_visitor(
     tag = "Visitors",
     operation_id = "deleteVisitor",
     summary = "Delete Visitor",
-    description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data (the records of idempotent creates that hold it). Its ID is never reused; its external ID is free again. Afterwards Show, Update and Delete answer 404 RecordNotFound.",
+    description = "Erases a visitor for good (the right to erasure): the visitor and every stored copy of its data (the records of idempotent creates that hold it). Its ID is never reused; its external ID is free again. Afterwards Show, Update and Delete answer 404 RecordNotFound.\n\n**If-Match** (request header, optional; described here rather than listed as a parameter, since only a current tag is accepted, which no schema can say): entity tags from `ETag`, or `*`. The visitor is erased only when one of them is its current ETag (strong comparison); otherwise 412 PreconditionFailed and nothing changes.",
     params(
         ("visitor_id" = i64, Path, description = "The ID of the visitor", minimum = 1),
         ("Prefer" = Option<String>, Header, description = "Preferences (RFC 7240): Delete always answers minimally (`return=minimal`, confirmed in Preference-Applied); any other preference is ignored"),
