@@ -309,3 +309,230 @@ fn a_signal_lets_the_request_in_flight_finish() {
         assert!(status.success(), "{signal}: exit {status}");
     }
 }
+
+/// A database of the test's own, for binaries that connect to it themselves; dropped with
+/// `WITH (FORCE)`, since a stopped server's sessions may still be closing on the server side.
+struct OwnDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl OwnDatabase {
+    async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+        let name = format!("visitors_binary_{}", uuid_like());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{server}/{name}");
+        Self { admin, name, url }
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// A name part no other run uses at the same time.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// Runs `visitor-http tokens …` to its end: (success, stdout, stderr).
+fn tokens_command(args: &[&str], database: Option<&str>) -> (bool, String, String) {
+    let mut command = Command::new(binary());
+    command.arg("tokens").args(args).env_remove("DATABASE_URL");
+    if let Some(url) = database {
+        command.env("DATABASE_URL", url);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_are_created_listed_and_revoked_from_the_command_line() {
+    let database = OwnDatabase::create().await;
+    let url = database.url.clone();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (ok, listed, _) = tokens_command(&["list"], Some(&url));
+    assert!(ok);
+    assert_eq!(listed.lines().count(), 1, "only the heading: {listed}");
+
+    // With no configured token and none stored, the Postgres mode refuses to start.
+    let mut child = start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)]);
+    let stderr = refused(&mut child, Duration::from_secs(20));
+    assert!(stderr.contains("tokens create"), "{stderr}");
+
+    let (ok, stdout, stderr) = tokens_command(
+        &["create", "--role", "administrator", "--name", "ci"],
+        Some(&url),
+    );
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "the token alone on one line: {stdout:?}");
+    let token = lines[0];
+    assert!(
+        token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    assert!(stderr.contains("created token 1"), "{stderr}");
+
+    // Only the digest is stored.
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT digest FROM api_tokens WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).to_vec()
+    );
+    let text: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM api_tokens WHERE position(convert_to($1, 'UTF8') in digest) > 0",
+    )
+    .bind(token)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(text, 0);
+
+    // Now it starts, on the stored token alone.
+    let mut child = start(&["--bind", "127.0.0.1:0"], &[("DATABASE_URL", &url)]);
+    let (addr, _, _reader) = wait_for_listening(&mut child);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = client
+        .get(format!("http://{addr}/api/v2/chat/visitors"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let (ok, _, _) = tokens_command(&["create", "--role", "agent"], Some(&url));
+    assert!(ok);
+    let (ok, listed, _) = tokens_command(&["list"], Some(&url));
+    assert!(ok);
+    assert!(
+        listed.lines().nth(1).unwrap().contains("administrator"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().nth(1).unwrap().trim_end().ends_with("ci"),
+        "{listed}"
+    );
+    assert!(listed.lines().nth(2).unwrap().contains("agent"), "{listed}");
+    assert!(!listed.contains(token));
+
+    let (ok, _, stderr) = tokens_command(&["revoke", "1"], Some(&url));
+    assert!(ok, "{stderr}");
+    let (_, listed, _) = tokens_command(&["list"], Some(&url));
+    assert!(
+        listed.lines().nth(1).unwrap().contains("revoked"),
+        "{listed}"
+    );
+    let (ok, _, stderr) = tokens_command(&["revoke", "99"], Some(&url));
+    assert!(!ok && stderr.contains("no token has id 99"), "{stderr}");
+    let (ok, _, stderr) = tokens_command(&["create", "--role", "agent", "--name", ""], Some(&url));
+    assert!(!ok && stderr.contains("--name"), "{stderr}");
+    terminate(&mut child);
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(20)).success());
+    pool.close().await;
+    database.drop().await;
+}
+
+#[test]
+fn the_in_memory_mode_has_no_token_store() {
+    let (ok, stdout, stderr) = tokens_command(&["create", "--role", "administrator"], None);
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("in-memory mode has no token store") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+}
+
+/// SIGTERM with a drain period: `/readyz` answers 503 at once, requests are still served (and
+/// told to close their connections) for the period, then the process exits 0.
+#[test]
+fn sigterm_drains_before_it_stops() {
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    let mut child = start(
+        &["--bind", "127.0.0.1:0", "--drain-seconds", "2"],
+        &[
+            ("VISITORS_TOKENS", "administrator:tok"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let (addr, _, reader) = wait_for_listening(&mut child);
+    let (lines, logged) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines() {
+            if lines.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for_log = |text: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = logged
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{text:?} was not logged"));
+            if line.contains(text) {
+                return std::time::Instant::now();
+            }
+        }
+    };
+    let request = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer tok\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut stream)
+    };
+    assert!(request("/readyz").starts_with("HTTP/1.1 200"));
+
+    terminate(&mut child);
+    let draining = wait_for_log("draining");
+    let ready = request("/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    let listed = request("/api/v2/chat/visitors");
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(
+        listed.to_ascii_lowercase().contains("connection: close"),
+        "{listed}"
+    );
+
+    let stopping = wait_for_log("stopping gracefully");
+    assert!(
+        stopping - draining >= Duration::from_millis(1900),
+        "the drain lasted {:?}",
+        stopping - draining
+    );
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(20)).success());
+}

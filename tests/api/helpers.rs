@@ -10,6 +10,7 @@ use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
+use visitor_http::startup::Shutdown;
 use visitor_http::{AppState, Application, ServerOptions};
 use visitor_store::{IdempotencyPolicy, MemoryStore, PgStore, SharedStorage};
 
@@ -51,10 +52,14 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     handle: ServerHandle,
+    /// Drains and stops the server as SIGTERM does.
+    pub shutdown: Shutdown,
     pool: Option<PgPool>,
 }
 
-fn tokens() -> TokenRegistry {
+/// The tokens every test server accepts: [`ADMIN_TOKEN`], [`AGENT_TOKEN`] and
+/// [`HASHED_ADMIN_TOKEN`] (configured by digest).
+pub fn tokens() -> TokenRegistry {
     let hashed = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(HASHED_ADMIN_TOKEN));
     let hashed = TokenSpec::parse(&format!("administrator:sha256:{hashed}").into()).unwrap();
     TokenRegistry::new(vec![
@@ -73,25 +78,33 @@ pub async fn spawn_with_policy(
     pool: Option<PgPool>,
     idempotency: IdempotencyPolicy,
 ) -> TestApp {
+    let state = AppState {
+        idempotency,
+        ..AppState::new(store, tokens())
+    };
+    spawn_state(state, pool, Duration::ZERO).await
+}
+
+/// Starts a server for `state` (rate limits off unless it sets them) with `drain` as its drain
+/// period.
+pub async fn spawn_state(state: AppState, pool: Option<PgPool>, drain: Duration) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let options = ServerOptions {
         workers: Some(2),
         shutdown_timeout: Duration::from_secs(1),
         handle_signals: false,
-    };
-    let state = AppState {
-        store,
-        tokens: tokens(),
-        idempotency,
+        drain,
     };
     let app = Application::build(state, listener, &options).unwrap();
     let base = format!("http://{}", app.addr());
     let handle = app.handle();
+    let shutdown = app.shutdown();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         base,
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         handle,
+        shutdown,
         pool,
     }
 }

@@ -13,5 +13,6 @@ mod errors;
 mod idempotency;
 mod list;
 mod openapi;
+mod operations;
 mod raw;
 mod visitors;

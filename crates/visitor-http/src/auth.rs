@@ -5,7 +5,8 @@
 //! constant time, so neither the comparison's time nor the process's memory reveals a token.
 
 use std::fmt;
-use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -16,42 +17,12 @@ use actix_web::HttpMessage;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use visitor_store::{ActiveToken, TokenDigest};
 
 use crate::error::ApiError;
+use crate::ratelimit::Limits;
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// May create, show and update visitors.
-    Administrator,
-    /// Known, but allowed none of the Visitors operations.
-    Agent,
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "administrator" | "admin" => Ok(Self::Administrator),
-            "agent" => Ok(Self::Agent),
-            other => Err(format!(
-                "unknown role {other:?}: expected administrator or agent"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Administrator => "administrator",
-            Self::Agent => "agent",
-        })
-    }
-}
-
-type TokenDigest = [u8; 32];
+pub use visitor_store::Role;
 
 fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
@@ -78,6 +49,19 @@ impl TokenSpec {
         Self {
             role,
             digest: digest(token.expose_secret()),
+        }
+    }
+
+    /// The SHA-256 digest of the token.
+    pub fn digest(&self) -> TokenDigest {
+        self.digest
+    }
+
+    /// A token kept in the token store.
+    pub fn stored(token: &ActiveToken) -> Self {
+        Self {
+            role: token.role,
+            digest: token.digest,
         }
     }
 
@@ -118,26 +102,58 @@ impl fmt::Debug for Caller {
     }
 }
 
-/// The configured tokens.
+/// The tokens a server accepts: those configured at start-up, and those of the token store,
+/// which a background task replaces as they change. Clones share the stored set.
 #[derive(Debug, Clone, Default)]
 pub struct TokenRegistry {
-    tokens: Vec<TokenSpec>,
+    configured: Arc<[TokenSpec]>,
+    stored: Arc<RwLock<Vec<TokenSpec>>>,
+}
+
+/// A known token: its role and digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub role: Role,
+    pub digest: TokenDigest,
 }
 
 impl TokenRegistry {
     pub fn new(tokens: Vec<TokenSpec>) -> Self {
-        Self { tokens }
+        Self {
+            configured: tokens.into(),
+            stored: Arc::default(),
+        }
     }
 
-    /// The role of a presented token, comparing its digest with every configured one in
+    /// Replaces the tokens of the token store with `tokens`.
+    pub fn replace_stored(&self, tokens: Vec<TokenSpec>) {
+        *self.stored.write().unwrap_or_else(PoisonError::into_inner) = tokens;
+    }
+
+    /// How many tokens the server accepts now.
+    pub fn len(&self) -> usize {
+        self.configured.len()
+            + self
+                .stored
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The role of a presented token, comparing its digest with every known one in
     /// constant time.
     pub fn role_of(&self, presented: &str) -> Option<Role> {
         self.role_of_digest(&digest(presented))
     }
 
     fn role_of_digest(&self, presented: &TokenDigest) -> Option<Role> {
+        let stored = self.stored.read().unwrap_or_else(PoisonError::into_inner);
         let mut role = None;
-        for spec in &self.tokens {
+        for spec in self.configured.iter().chain(stored.iter()) {
             if bool::from(spec.digest.ct_eq(presented)) {
                 role = Some(spec.role);
             }
@@ -145,9 +161,10 @@ impl TokenRegistry {
         role
     }
 
-    /// Checks an `Authorization` header value: `Bearer <token>` with a known administrator
-    /// token passes, as that caller.
-    pub fn authorize(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+    /// The known token of an `Authorization` header value (`Bearer <token>`).
+    ///
+    /// Errors: [`ApiError::Unauthorized`] for no header, another scheme or an unknown token.
+    pub fn identify(&self, authorization: Option<&str>) -> Result<Identity, ApiError> {
         let token = authorization
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -155,13 +172,31 @@ impl TokenRegistry {
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         let presented = digest(token);
-        match self.role_of_digest(&presented) {
-            Some(Role::Administrator) => Ok(Caller {
+        let role = self
+            .role_of_digest(&presented)
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Identity {
+            role,
+            digest: presented,
+        })
+    }
+
+    /// Checks an `Authorization` header value: `Bearer <token>` with a known administrator
+    /// token passes, as that caller; a known token of another role is [`ApiError::Forbidden`].
+    pub fn authorize(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        Identity::caller(self.identify(authorization)?)
+    }
+}
+
+impl Identity {
+    /// The caller this token may act as: administrators only.
+    fn caller(self) -> Result<Caller, ApiError> {
+        match self.role {
+            Role::Administrator => Ok(Caller {
                 role: Role::Administrator,
-                owner: hex::encode(presented),
+                owner: hex::encode(self.digest),
             }),
-            Some(Role::Agent) => Err(ApiError::Forbidden),
-            None => Err(ApiError::Unauthorized),
+            Role::Agent => Err(ApiError::Forbidden),
         }
     }
 }
@@ -171,30 +206,72 @@ fn is_api_path(path: &str) -> bool {
     path == "/api/v2" || path.starts_with("/api/v2/")
 }
 
-/// Middleware: every `/api/v2/...` request needs an administrator's bearer token.
-/// Refusals are answered here, as responses, without calling the routes; a request that passes
-/// carries its [`Caller`] in its extensions.
+/// Middleware: every `/api/v2/...` request needs an administrator's bearer token, within the
+/// rate limits (§8.5). Refusals are answered here, as responses, without calling the routes:
+/// an address over its failed-authentication limit gets 429 before its token is looked at;
+/// a known token over its limit gets 429; an agent gets 403. Every answer to a known token
+/// carries its allowance. A request that passes carries its [`Caller`] in its extensions.
 pub async fn require_administrator(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if is_api_path(req.path()) {
-        let authorization = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        let verdict = match req.app_data::<Data<TokenRegistry>>() {
-            Some(registry) => registry.authorize(authorization),
-            None => Err(ApiError::internal("the token registry is not configured")),
-        };
-        match verdict {
-            Ok(caller) => {
-                req.extensions_mut().insert(caller);
-            }
-            Err(refusal) => return Ok(req.error_response(refusal).map_into_right_body()),
+    if !is_api_path(req.path()) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let Some(registry) = req.app_data::<Data<TokenRegistry>>().cloned() else {
+        let error = ApiError::internal("the token registry is not configured");
+        return Ok(req.error_response(error).map_into_right_body());
+    };
+    let limits = req.app_data::<Data<Limits>>().cloned();
+    let failures = limits
+        .as_deref()
+        .and_then(|limits| limits.auth_failures.as_ref())
+        .zip(req.peer_addr().map(|peer| peer.ip()));
+    if let Some((failures, address)) = failures {
+        if let Some(wait) = failures.refused(address, Instant::now()) {
+            return Ok(req
+                .error_response(ApiError::TooManyRequests(wait))
+                .map_into_right_body());
         }
     }
-    Ok(next.call(req).await?.map_into_left_body())
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let identity = match registry.identify(authorization) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            let over =
+                failures.and_then(|(failures, address)| failures.record(address, Instant::now()));
+            let refusal = over.map_or(refusal, ApiError::TooManyRequests);
+            return Ok(req.error_response(refusal).map_into_right_body());
+        }
+    };
+    let per_token = limits
+        .as_deref()
+        .and_then(|limits| limits.per_token.as_ref());
+    let allowance = match per_token.map(|limiter| limiter.check(&identity.digest)) {
+        None => None,
+        Some(Ok(allowance)) => Some(allowance),
+        Some(Err(refusal)) => {
+            let mut response = req.error_response(ApiError::TooManyRequests(refusal.retry_after));
+            if let Some(allowance) = refusal.allowance {
+                allowance.write_to(response.headers_mut());
+            }
+            return Ok(response.map_into_right_body());
+        }
+    };
+    let mut response = match identity.caller() {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.call(req).await?.map_into_left_body()
+        }
+        Err(refusal) => req.error_response(refusal).map_into_right_body(),
+    };
+    if let Some(allowance) = allowance {
+        allowance.write_to(response.headers_mut());
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
-use visitor_store::{IdempotencyPolicy, PgStoreOptions};
+use visitor_store::{IdempotencyPolicy, PgStoreOptions, Role};
 
 use crate::auth::TokenSpec;
+use crate::ratelimit::RateSetting;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,7 +27,7 @@ pub struct Config {
     pub bind: String,
 
     /// PostgreSQL URL; without it visitors are kept in memory and lost at exit.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret, global = true)]
     pub database_url: Option<SecretString>,
 
     /// A token as ROLE:TOKEN or ROLE:sha256:<hex digest>; ROLE is administrator or agent.
@@ -65,6 +66,28 @@ pub struct Config {
     #[arg(long, env = "VISITORS_IDEMPOTENCY_TTL", default_value_t = 86_400)]
     pub idempotency_ttl: u64,
 
+    /// Requests per token: N/s, N/min or off. Over it: 429 with Retry-After.
+    #[arg(long, env = "VISITORS_RATE_LIMIT", default_value = "100/s", value_parser = rate)]
+    pub rate_limit: RateSetting,
+
+    /// Failed authentications per client address: N/s, N/min or off. Over it, the address gets
+    /// 429 before any token is checked.
+    #[arg(long, env = "VISITORS_AUTH_FAILURE_LIMIT", default_value = "30/min", value_parser = rate)]
+    pub auth_failure_limit: RateSetting,
+
+    /// Where /metrics is served: on the API's listener [default], on a listener of its own
+    /// (ADDR, e.g. 127.0.0.1:9100), or off.
+    #[arg(long, env = "VISITORS_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+
+    /// Seconds requests are still served after SIGTERM/SIGINT while /readyz answers 503, so a
+    /// load balancer takes the instance out before it stops.
+    #[arg(long, env = "VISITORS_DRAIN_SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Print the OpenAPI document as YAML and exit.
     #[arg(long, hide = true)]
     pub print_openapi: bool,
@@ -72,6 +95,52 @@ pub struct Config {
 
 fn secret(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value))
+}
+
+fn rate(value: &str) -> Result<RateSetting, String> {
+    value.parse()
+}
+
+fn role(value: &str) -> Result<Role, String> {
+    value.parse()
+}
+
+/// What the binary does instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the API tokens kept in PostgreSQL (needs DATABASE_URL); running instances honour a
+    /// change within 5 seconds.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token; it is printed once, alone on a line of standard output, and only its
+    /// SHA-256 digest is stored.
+    Create {
+        /// administrator or agent.
+        #[arg(long, value_parser = role)]
+        role: Role,
+        /// A label for people (1 to 255 characters).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the stored tokens (never the tokens themselves).
+    List,
+    /// Revoke the token with this id.
+    Revoke {
+        /// The id `tokens create` or `tokens list` showed.
+        id: i64,
+    },
+}
+
+/// Where `/metrics` goes, as `--metrics-bind` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsBind {
+    Main,
+    Own(String),
+    Off,
 }
 
 impl Config {
@@ -89,6 +158,14 @@ impl Config {
         IdempotencyPolicy {
             ttl: Duration::from_secs(self.idempotency_ttl),
             ..IdempotencyPolicy::default()
+        }
+    }
+
+    pub fn metrics_bind(&self) -> MetricsBind {
+        match self.metrics_bind.as_deref().map(str::trim) {
+            None | Some("") => MetricsBind::Main,
+            Some(off) if off.eq_ignore_ascii_case("off") => MetricsBind::Off,
+            Some(addr) => MetricsBind::Own(addr.to_owned()),
         }
     }
 
@@ -113,6 +190,15 @@ mod tests {
             ("database_url", "DATABASE_URL", None),
             ("tokens", "VISITORS_TOKENS", None),
             ("log_format", "VISITORS_LOG_FORMAT", None),
+            ("rate_limit", "VISITORS_RATE_LIMIT", Some("100/s")),
+            (
+                "auth_failure_limit",
+                "VISITORS_AUTH_FAILURE_LIMIT",
+                Some("30/min"),
+            ),
+            ("metrics_bind", "VISITORS_METRICS_BIND", None),
+            ("drain_seconds", "VISITORS_DRAIN_SECONDS", Some("0")),
+            ("idempotency_ttl", "VISITORS_IDEMPOTENCY_TTL", Some("86400")),
         ];
         for (id, env, default) in expected {
             let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
@@ -142,7 +228,71 @@ mod tests {
         .unwrap();
         let specs = config.token_specs().unwrap();
         assert_eq!(specs.len(), 2);
+        assert_eq!(config.rate_limit, "100/s".parse().unwrap());
+        assert_eq!(config.auth_failure_limit, "30/min".parse().unwrap());
+        assert_eq!(config.metrics_bind(), MetricsBind::Main);
+        assert!(config.command.is_none());
         assert_eq!(config.log_format, Some(LogFormat::Json));
         assert!(!format!("{config:?}").contains("administrator:a"));
+    }
+
+    #[test]
+    fn limits_metrics_and_drain_are_settings() {
+        let config = Config::try_parse_from([
+            "visitor-http",
+            "--rate-limit",
+            "off",
+            "--auth-failure-limit",
+            "5/s",
+            "--metrics-bind",
+            "127.0.0.1:9100",
+            "--drain-seconds",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(config.rate_limit, RateSetting::Off);
+        assert_eq!(config.auth_failure_limit, "5/s".parse().unwrap());
+        assert_eq!(
+            config.metrics_bind(),
+            MetricsBind::Own("127.0.0.1:9100".into())
+        );
+        assert_eq!(config.drain_seconds, 3);
+        let off = Config::try_parse_from(["visitor-http", "--metrics-bind", "off"]).unwrap();
+        assert_eq!(off.metrics_bind(), MetricsBind::Off);
+        assert!(Config::try_parse_from(["visitor-http", "--rate-limit", "10/h"]).is_err());
+    }
+
+    #[test]
+    fn tokens_subcommands_parse() {
+        let config = Config::try_parse_from([
+            "visitor-http",
+            "tokens",
+            "create",
+            "--role",
+            "agent",
+            "--name",
+            "support desk",
+            "--database-url",
+            "postgres://localhost/x",
+        ])
+        .unwrap();
+        assert!(config.database_url.is_some());
+        match config.command {
+            Some(Command::Tokens(TokensCommand::Create { role, name })) => {
+                assert_eq!(role, Role::Agent);
+                assert_eq!(name.as_deref(), Some("support desk"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let revoke = Config::try_parse_from(["visitor-http", "tokens", "revoke", "7"]).unwrap();
+        assert!(matches!(
+            revoke.command,
+            Some(Command::Tokens(TokensCommand::Revoke { id: 7 }))
+        ));
+        assert!(
+            Config::try_parse_from(["visitor-http", "tokens", "create", "--role", "owner"])
+                .is_err()
+        );
+        assert!(Config::try_parse_from(["visitor-http", "tokens", "list"]).is_ok());
     }
 }

@@ -46,6 +46,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// The body breaks visitor rules; every offending key is named.
     RecordInvalid(ValidationErrors),
+    /// Over a rate limit (§8.5); holds the whole seconds to wait.
+    TooManyRequests(u64),
+    /// This instance is draining before it stops (`/readyz` only).
+    Draining,
     /// Storage cannot be reached now.
     ServiceUnavailable(Cause),
     /// A bug. The cause goes to the log, never to the client.
@@ -86,7 +90,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
             Self::RecordInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "RecordInvalid"),
-            Self::ServiceUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            Self::Draining | Self::ServiceUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -123,6 +130,12 @@ impl ApiError {
                 "the body must be JSON (Content-Type: application/json)".into()
             }
             Self::RecordInvalid(_) => "Record validation errors".into(),
+            Self::TooManyRequests(_) => {
+                "too many requests; retry after the number of seconds in Retry-After".into()
+            }
+            Self::Draining => {
+                "this instance is stopping; send requests to another instance".into()
+            }
             Self::ServiceUnavailable(_) => {
                 "storage is unavailable; retry after the number of seconds in Retry-After".into()
             }
@@ -161,6 +174,7 @@ impl ApiError {
             412 => Self::PreconditionFailed,
             413 => Self::PayloadTooLarge,
             415 => Self::UnsupportedMediaType,
+            429 => Self::TooManyRequests(1),
             503 => Self::ServiceUnavailable("unavailable".into()),
             400..=499 => Self::BadRequest(
                 status
@@ -205,6 +219,9 @@ impl ResponseError for ApiError {
             }
             Self::IdempotencyKeyInUse => {
                 response.insert_header((header::RETRY_AFTER, KEY_IN_USE_RETRY_AFTER_SECONDS));
+            }
+            Self::TooManyRequests(wait) => {
+                response.insert_header((header::RETRY_AFTER, *wait));
             }
             _ => {}
         }

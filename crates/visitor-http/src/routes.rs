@@ -314,7 +314,13 @@ async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: 200 when storage answers, else 503.
-async fn readyz(store: Data<dyn VisitorStore>) -> Result<HttpResponse, ApiError> {
+async fn readyz(
+    store: Data<dyn VisitorStore>,
+    readiness: Option<Data<crate::startup::Readiness>>,
+) -> Result<HttpResponse, ApiError> {
+    if readiness.is_some_and(|readiness| readiness.is_draining()) {
+        return Err(ApiError::Draining);
+    }
     store.ping().await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }

@@ -9,13 +9,17 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
+use actix_web::web::Data;
 use actix_web::{HttpMessage, ResponseError};
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::error::{cause_chain, ApiError};
+use crate::metrics::Metrics;
+use crate::startup::Readiness;
 
 /// The header that carries the request id.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,7 +69,9 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 }
 
 /// Middleware (outermost): assigns the request id, runs the request in a span that carries it,
-/// turns any error without a JSON body into the envelope, sets `X-Request-Id`, and logs one line.
+/// turns any error without a JSON body into the envelope, sets `X-Request-Id`, records the
+/// request's metrics, asks the client to close its connection while the instance drains, and
+/// logs one line.
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -78,6 +84,8 @@ pub async fn request_context(
         .unwrap_or_else(new_request_id);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
+    let metrics = req.app_data::<Data<Metrics>>().cloned();
+    let in_flight = metrics.as_ref().map(|metrics| metrics.start());
     let span = tracing::info_span!("request", request_id = %request_id);
 
     // Inner layers answer errors as responses; an `Err` here would be a bug in one of them.
@@ -87,12 +95,34 @@ pub async fn request_context(
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
 
-    let status = response.status().as_u16();
-    let route = response
+    if response
         .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(unmatched)".to_owned());
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        .app_data::<Data<Readiness>>()
+        .is_some_and(|readiness| readiness.is_draining())
+    {
+        // Keep-alive connections end with this answer, so clients reconnect through the load
+        // balancer to an instance that is not stopping.
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+
+    let status = response.status().as_u16();
+    let pattern = response.request().match_pattern();
+    let elapsed = started.elapsed();
+    if let Some(metrics) = &metrics {
+        let error = response
+            .response()
+            .error()
+            .and_then(|error| error.as_error::<ApiError>());
+        metrics.record(&method, pattern.as_deref(), status, elapsed, error);
+    }
+    drop(in_flight);
+    let route = pattern
+        .as_deref()
+        .unwrap_or(crate::metrics::UNMATCHED_ROUTE);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let _entered = span.enter();
     if status >= 500 {
         let cause = response

@@ -10,6 +10,7 @@
 
 mod memory;
 mod postgres;
+mod tokens;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -26,6 +27,7 @@ use visitor_domain::{
 
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, PgStoreOptions};
+pub use tokens::{ActiveToken, Role, TokenDigest, TokenRecord, TokenStore};
 
 /// A boxed cause, kept for the logs.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
@@ -211,6 +213,23 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
     ///
     /// Errors: [`StoreError::Unavailable`] when it cannot be reached; [`StoreError::Internal`].
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connections of the backend's pool now, for metrics; `None` for a backend without
+    /// one (the in-memory store).
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+}
+
+/// A snapshot of a connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStatus {
+    /// Open connections lent to a request now.
+    pub used: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
 }
 
 /// A store shared by every worker of a service.

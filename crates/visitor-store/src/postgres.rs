@@ -18,8 +18,9 @@ use visitor_domain::{
 };
 
 use crate::{
-    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, ListQuery,
-    Order, StoreError, StoredVisitor, Version, VisitorStore,
+    ActiveToken, Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch,
+    ListQuery, Order, PoolStatus, Role, StoreError, StoredVisitor, TokenDigest, TokenRecord,
+    TokenStore, Version, VisitorStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -477,6 +478,18 @@ impl VisitorStore for PgStore {
             .map_err(translate)?;
         Ok(())
     }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let open = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(open);
+        Some(PoolStatus {
+            used: open - idle,
+            idle,
+            max: self.pool.options().get_max_connections(),
+        })
+    }
 }
 
 /// `email` folded to ASCII lower case, exactly as the index `visitors_email_ascii_ci_id` has it.
@@ -602,6 +615,107 @@ impl IdempotencyStore for PgStore {
             .await
             .map_err(translate)?;
         Ok(purged.rows_affected())
+    }
+}
+
+/// A token as read back.
+struct TokenRow {
+    id: i64,
+    name: Option<String>,
+    role: String,
+    created: DateTime<Utc>,
+    revoked: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            name: row.name,
+            role: role_of(&row.role)?,
+            created: row.created,
+            revoked: row.revoked,
+        })
+    }
+}
+
+fn role_of(stored: &str) -> Result<Role, StoreError> {
+    stored.parse().map_err(StoreError::internal)
+}
+
+#[async_trait]
+impl TokenStore for PgStore {
+    #[tracing::instrument(name = "store.create_token", skip_all)]
+    async fn create_token(
+        &self,
+        role: Role,
+        name: Option<&str>,
+        digest: &TokenDigest,
+    ) -> Result<TokenRecord, StoreError> {
+        self.migrate().await?;
+        sqlx::query_as!(
+            TokenRow,
+            "INSERT INTO api_tokens (name, role, digest) VALUES ($1, $2, $3)
+             RETURNING id, name, role, created, revoked",
+            name,
+            role.as_str(),
+            &digest[..],
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(translate)?
+        .try_into()
+    }
+
+    #[tracing::instrument(name = "store.list_tokens", skip_all)]
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.migrate().await?;
+        sqlx::query_as!(
+            TokenRow,
+            "SELECT id, name, role, created, revoked FROM api_tokens ORDER BY id"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(translate)?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+    }
+
+    #[tracing::instrument(name = "store.revoke_token", skip(self))]
+    async fn revoke_token(&self, id: i64) -> Result<TokenRecord, StoreError> {
+        self.migrate().await?;
+        sqlx::query_as!(
+            TokenRow,
+            "UPDATE api_tokens SET revoked = coalesce(revoked, now()) WHERE id = $1
+             RETURNING id, name, role, created, revoked",
+            id,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(translate)?
+        .ok_or(StoreError::NotFound)?
+        .try_into()
+    }
+
+    async fn active_tokens(&self) -> Result<Vec<ActiveToken>, StoreError> {
+        self.migrate().await?;
+        let rows = sqlx::query!("SELECT role, digest FROM api_tokens WHERE revoked IS NULL")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(translate)?;
+        rows.into_iter()
+            .map(|row| {
+                let digest = TokenDigest::try_from(row.digest.as_slice())
+                    .map_err(|_| StoreError::internal("a stored token digest is not 32 bytes"))?;
+                Ok(ActiveToken {
+                    role: role_of(&row.role)?,
+                    digest,
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,412 @@
+//! Rate limits (contract §8.5): requests per token, and failed authentications per client
+//! address.
+//!
+//! Requests per token go through `governor`'s GCRA, keyed by the token's digest. Failed
+//! authentications are counted by a small GCRA of our own, because an address over its limit
+//! must be refused *before* its token is checked, which needs a look at the state without
+//! spending a cell (governor has no such call).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use visitor_store::TokenDigest;
+
+pub static X_RATE_LIMIT: HeaderName = HeaderName::from_static("x-rate-limit");
+pub static X_RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// The window a rate counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Second,
+    Minute,
+}
+
+impl Window {
+    fn length(self) -> Duration {
+        match self {
+            Self::Second => Duration::from_secs(1),
+            Self::Minute => Duration::from_secs(60),
+        }
+    }
+}
+
+/// A rate: `count` requests per window, any of them at once (the burst is the whole count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub window: Window,
+}
+
+impl Rate {
+    /// Time between two cells, when the bucket refills evenly.
+    fn interval(self) -> Duration {
+        self.window.length() / self.count.get()
+    }
+
+    fn quota(self) -> Quota {
+        match self.window {
+            Window::Second => Quota::per_second(self.count),
+            Window::Minute => Quota::per_minute(self.count),
+        }
+    }
+}
+
+/// A limit setting: `N/s`, `N/min`, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSetting {
+    Off,
+    Limit(Rate),
+}
+
+impl FromStr for RateSetting {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        let wrong = || format!("{value:?} is not a rate: expected N/s, N/min or off (N ≥ 1)");
+        let (count, window) = value.split_once('/').ok_or_else(wrong)?;
+        let window = match window {
+            "s" => Window::Second,
+            "min" => Window::Minute,
+            _ => return Err(wrong()),
+        };
+        if !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(wrong());
+        }
+        let count: NonZeroU32 = count.parse().map_err(|_| wrong())?;
+        Ok(Self::Limit(Rate { count, window }))
+    }
+}
+
+impl fmt::Display for RateSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Limit(Rate { count, window }) => {
+                let unit = match window {
+                    Window::Second => "s",
+                    Window::Minute => "min",
+                };
+                write!(f, "{count}/{unit}")
+            }
+        }
+    }
+}
+
+/// Where a token stands against its limit, as told in every answer to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Requests that may still be sent at once.
+    pub remaining: u32,
+    /// Seconds until the whole limit is available again.
+    pub reset: u64,
+    /// The window, in seconds.
+    pub window: u64,
+}
+
+impl Allowance {
+    fn of(rate: Rate, remaining: u32) -> Self {
+        let spent = rate.count.get().saturating_sub(remaining);
+        Self {
+            limit: rate.count.get(),
+            remaining,
+            reset: whole_seconds(rate.interval() * spent),
+            window: rate.window.length().as_secs(),
+        }
+    }
+
+    /// Sets Zendesk's `X-Rate-Limit` / `X-Rate-Limit-Remaining` and the IETF draft's
+    /// `RateLimit-Policy` / `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+    pub fn write_to(&self, headers: &mut HeaderMap) {
+        let number = |n: u64| HeaderValue::from(n);
+        headers.insert(X_RATE_LIMIT.clone(), number(self.limit.into()));
+        headers.insert(
+            X_RATE_LIMIT_REMAINING.clone(),
+            number(self.remaining.into()),
+        );
+        let policy = format!("\"token\";q={};w={}", self.limit, self.window);
+        let state = format!("\"token\";r={};t={}", self.remaining, self.reset);
+        for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.insert(name.clone(), value);
+            }
+        }
+    }
+}
+
+/// Seconds, rounded up: a client that waits this long is not early.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// A refusal: the allowance (nothing remaining) and the whole seconds to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub allowance: Option<Allowance>,
+    pub retry_after: u64,
+}
+
+type Keyed = RateLimiter<
+    TokenDigest,
+    DefaultKeyedStateStore<TokenDigest>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// Requests per token.
+pub struct TokenLimiter {
+    rate: Rate,
+    limiter: Keyed,
+}
+
+impl fmt::Debug for TokenLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenLimiter")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenLimiter {
+    /// A limiter, or none when the setting is `off`.
+    pub fn new(setting: RateSetting) -> Option<Self> {
+        match setting {
+            RateSetting::Off => None,
+            RateSetting::Limit(rate) => Some(Self {
+                rate,
+                limiter: RateLimiter::dashmap(rate.quota())
+                    .with_middleware::<StateInformationMiddleware>(),
+            }),
+        }
+    }
+
+    /// Spends one request of this token's allowance, or refuses it.
+    pub fn check(&self, token: &TokenDigest) -> Result<Allowance, Refusal> {
+        match self.limiter.check_key(token) {
+            Ok(state) => Ok(Allowance::of(self.rate, state.remaining_burst_capacity())),
+            Err(not_until) => Err(Refusal {
+                allowance: Some(Allowance::of(self.rate, 0)),
+                retry_after: whole_seconds(not_until.wait_time_from(self.limiter.clock().now()))
+                    .max(1),
+            }),
+        }
+    }
+
+    /// Forgets tokens whose allowance is whole again (their state is the default).
+    pub fn forget_settled(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+/// Failed authentications per client address (GCRA: a theoretical arrival time per address).
+#[derive(Debug)]
+pub struct FailureLimiter {
+    interval: Duration,
+    tolerance: Duration,
+    arrivals: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl FailureLimiter {
+    /// A limiter, or none when the setting is `off`.
+    pub fn new(setting: RateSetting) -> Option<Self> {
+        match setting {
+            RateSetting::Off => None,
+            RateSetting::Limit(rate) => Some(Self {
+                interval: rate.interval(),
+                tolerance: rate.interval() * (rate.count.get() - 1),
+                arrivals: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn arrivals(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        // The map holds plain values, valid whatever a panicking holder left.
+        self.arrivals.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Some(seconds to wait)` when one more failure from `address` would be over the limit.
+    pub fn refused(&self, address: IpAddr, now: Instant) -> Option<u64> {
+        let tat = *self.arrivals().get(&address)?;
+        self.wait(tat, now)
+    }
+
+    fn wait(&self, tat: Instant, now: Instant) -> Option<u64> {
+        let ahead = tat.saturating_duration_since(now);
+        (ahead > self.tolerance).then(|| whole_seconds(ahead - self.tolerance).max(1))
+    }
+
+    /// Counts a failed authentication from `address`. Returns `Some(seconds to wait)`, counting
+    /// nothing, when it is over the limit (another request spent the last one meanwhile).
+    pub fn record(&self, address: IpAddr, now: Instant) -> Option<u64> {
+        let mut arrivals = self.arrivals();
+        let tat = arrivals.get(&address).map_or(now, |&tat| tat.max(now));
+        if let Some(wait) = self.wait(tat, now) {
+            return Some(wait);
+        }
+        arrivals.insert(address, tat + self.interval);
+        None
+    }
+
+    /// Forgets addresses with no failure left to count.
+    pub fn forget_settled(&self, now: Instant) {
+        self.arrivals().retain(|_, tat| *tat > now);
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.arrivals().len()
+    }
+}
+
+/// The limits a server applies.
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub per_token: Option<TokenLimiter>,
+    pub auth_failures: Option<FailureLimiter>,
+}
+
+impl Limits {
+    pub fn new(per_token: RateSetting, auth_failures: RateSetting) -> Self {
+        Self {
+            per_token: TokenLimiter::new(per_token),
+            auth_failures: FailureLimiter::new(auth_failures),
+        }
+    }
+
+    /// Frees the memory of keys with nothing left to count.
+    pub fn forget_settled(&self) {
+        if let Some(limiter) = &self.per_token {
+            limiter.forget_settled();
+        }
+        if let Some(limiter) = &self.auth_failures {
+            limiter.forget_settled(Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(text: &str) -> Rate {
+        match text.parse().unwrap() {
+            RateSetting::Limit(rate) => rate,
+            RateSetting::Off => panic!("{text} is off"),
+        }
+    }
+
+    #[test]
+    fn settings_read_and_print() {
+        assert_eq!("off".parse(), Ok(RateSetting::Off));
+        assert_eq!(" OFF ".parse(), Ok(RateSetting::Off));
+        let r = rate("100/s");
+        assert_eq!((r.count.get(), r.window), (100, Window::Second));
+        let r = rate("30/min");
+        assert_eq!((r.count.get(), r.window), (30, Window::Minute));
+        for text in ["100/s", "30/min", "off", "1/s"] {
+            assert_eq!(text.parse::<RateSetting>().unwrap().to_string(), text);
+        }
+        for bad in [
+            "",
+            "100",
+            "0/s",
+            "-1/s",
+            "+5/s",
+            "5/h",
+            "5/sec",
+            "5 /s",
+            "x/s",
+            "/s",
+            "5/",
+            "99999999999/s",
+        ] {
+            assert!(bad.parse::<RateSetting>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_gets_its_burst_then_waits() {
+        let limiter = TokenLimiter::new("3/min".parse().unwrap()).unwrap();
+        let token = [1; 32];
+        let first = limiter.check(&token).unwrap();
+        assert_eq!(
+            first,
+            Allowance {
+                limit: 3,
+                remaining: 2,
+                reset: 20,
+                window: 60
+            }
+        );
+        assert_eq!(limiter.check(&token).unwrap().remaining, 1);
+        let last = limiter.check(&token).unwrap();
+        assert_eq!((last.remaining, last.reset), (0, 60));
+        let refusal = limiter.check(&token).unwrap_err();
+        assert_eq!(refusal.allowance.map(|a| a.remaining), Some(0));
+        assert!((19..=20).contains(&refusal.retry_after), "{refusal:?}");
+        // Another token has its own allowance.
+        assert_eq!(limiter.check(&[2; 32]).unwrap().remaining, 2);
+    }
+
+    #[test]
+    fn allowance_headers_follow_zendesk_and_the_ietf_draft() {
+        let mut headers = HeaderMap::new();
+        Allowance::of(rate("100/s"), 57).write_to(&mut headers);
+        let get = |name: &HeaderName| headers.get(name).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(get(&X_RATE_LIMIT), "100");
+        assert_eq!(get(&X_RATE_LIMIT_REMAINING), "57");
+        assert_eq!(get(&RATELIMIT_POLICY), "\"token\";q=100;w=1");
+        assert_eq!(get(&RATELIMIT), "\"token\";r=57;t=1");
+        assert_eq!(Allowance::of(rate("100/s"), 100).reset, 0);
+        assert_eq!(Allowance::of(rate("30/min"), 27).reset, 6);
+    }
+
+    #[test]
+    fn failures_are_counted_per_address_and_refused_over_the_limit() {
+        let limiter = FailureLimiter::new("3/min".parse().unwrap()).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "::1".parse().unwrap());
+        let now = Instant::now();
+        assert_eq!(limiter.refused(a, now), None);
+        for _ in 0..3 {
+            assert_eq!(limiter.refused(a, now), None);
+            assert_eq!(limiter.record(a, now), None);
+        }
+        // Three spent at once: the next must wait for one interval (20 s).
+        assert_eq!(limiter.refused(a, now), Some(20));
+        assert_eq!(limiter.record(a, now), Some(20));
+        assert_eq!(limiter.refused(a, now + Duration::from_secs(5)), Some(15));
+        assert_eq!(limiter.refused(a, now + Duration::from_secs(20)), None);
+        assert_eq!(limiter.refused(b, now), None);
+
+        // Settled addresses are forgotten; busy ones kept.
+        assert_eq!(limiter.record(b, now), None);
+        limiter.forget_settled(now + Duration::from_secs(21));
+        assert_eq!(limiter.tracked(), 1);
+        limiter.forget_settled(now + Duration::from_secs(61));
+        assert_eq!(limiter.tracked(), 0);
+        assert_eq!(limiter.refused(a, now + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn off_builds_no_limiter() {
+        assert!(TokenLimiter::new(RateSetting::Off).is_none());
+        assert!(FailureLimiter::new(RateSetting::Off).is_none());
+    }
+}
