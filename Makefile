@@ -3,7 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The PostgreSQL server the tests use: #[sqlx::test] creates a fresh database per test in it.
+# When none answers there, `make test` starts a throwaway cluster for the run (tests/e2e/with_postgres.py).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export TEST_DATABASE_URL
 # The database `make db-prepare` migrates and reads the query metadata from.
 PREPARE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/visitors_prepare
 
@@ -17,7 +19,8 @@ E2E_PY := $(E2E)/.venv/bin/python
 
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
-	e2e-python e2e-node e2e-chromium check-postgres bench mutants tools-mutants
+	e2e-prometheus e2e-cluster e2e-python e2e-node e2e-chromium debian-prometheus debian-haproxy \
+	check-postgres bench mutants tools-mutants
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,10 +28,11 @@ help: ## list the targets
 run: ## start the service on the in-memory store (set DATABASE_URL for Postgres)
 	$(CARGO) run -p visitor-http --bin visitor-http
 
-test: test-rust e2e ## run every test: the Rust suites, then the end-to-end checks (needs PostgreSQL)
+test: ## run every test: the Rust suites, then the end-to-end checks (on a throwaway PostgreSQL when none answers)
+	@python3 $(E2E)/with_postgres.py $(MAKE) --no-print-directory test-rust e2e
 
 check-postgres:
-	@pg_isready -q -h 127.0.0.1 -p 5432 || { echo "no PostgreSQL answers on 127.0.0.1:5432 (start it, or set TEST_DATABASE_URL)"; exit 1; }
+	@pg_isready -q -d "$(TEST_DATABASE_URL)" || { echo "no PostgreSQL answers at $(TEST_DATABASE_URL) (start it, set TEST_DATABASE_URL, or run make test, which starts a throwaway one)"; exit 1; }
 
 build-bin:
 	$(CARGO) build -p visitor-http --bin visitor-http
@@ -49,7 +53,7 @@ layering: ## the domain crate must not depend on sqlx, actix-web or tokio
 
 # End-to-end checks by outside tools, each runnable alone (see README). They start the built
 # binary on free loopback ports; the Python venv and node_modules live under tests/e2e (ignored).
-e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak ## all end-to-end checks
+e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak e2e-prometheus e2e-cluster ## all end-to-end checks
 
 e2e-zenpy: e2e-python build-bin check-postgres ## zenpy (a real Zendesk client) on both stores
 	cd $(E2E) && .venv/bin/python zenpy_session.py
@@ -68,6 +72,22 @@ e2e-db-faults: e2e-python build-bin ## database faults on a throwaway PostgreSQL
 
 e2e-soak: e2e-python build-bin check-postgres ## 60 s of mixed traffic on PostgreSQL
 	cd $(E2E) && .venv/bin/python soak.py
+
+e2e-prometheus: e2e-python debian-prometheus build-bin check-postgres ## /metrics scraped by a real Prometheus
+	cd $(E2E) && .venv/bin/python prometheus_scrape.py
+
+e2e-cluster: e2e-python debian-haproxy build-bin check-postgres ## 3 instances behind haproxy, rolling restarts under traffic
+	cd $(E2E) && .venv/bin/python cluster.py
+
+debian-prometheus:
+	@command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+debian-haproxy:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \
+	  echo "installing Debian's haproxy"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 
 e2e-python: $(E2E)/.venv/.installed
 $(E2E)/.venv/.installed: $(E2E)/requirements.txt

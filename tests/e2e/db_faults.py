@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from harness import Client, Service, ThrowawayCluster, check, log, psql
+from harness import UNLIMITED, Client, Service, ThrowawayCluster, check, log, psql
 
 
 def wait_ready(client, limit=30.0):
@@ -59,7 +59,7 @@ def main():
         late_url = cluster.url.rsplit("/", 1)[0] + "/visitors_late"
 
         # 1. Data survives a service restart.
-        with Service(database_url=url, name="first") as first:
+        with Service(database_url=url, name="first", extra_env=UNLIMITED) as first:
             status, _, created = Client(first.port).request(
                 "POST", "/api/v2/chat/visitors",
                 {"name": "Durable", "email": "durable@example.com", "external_id": "durable-1"})
@@ -67,7 +67,7 @@ def main():
             check(status == 201, f"create gave {status}")
         check(first.process.returncode == 0, f"the first service stopped with {first.process.returncode}")
         visitor_id = created["id"]
-        with Service(database_url=url, name="second") as second:
+        with Service(database_url=url, name="second", extra_env=UNLIMITED) as second:
             client = Client(second.port)
             status, _, shown = client.request("GET", f"/api/v2/chat/visitors/{visitor_id}")
             requests += 1
@@ -113,7 +113,7 @@ def main():
 
         # 4. The service starts while the database is down.
         cluster.stop()
-        with Service(database_url=late_url, name="late") as late:
+        with Service(database_url=late_url, name="late", extra_env=UNLIMITED) as late:
             client = Client(late.port)
             expect_unavailable(late, client, 1)
             requests += 5

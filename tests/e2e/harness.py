@@ -19,9 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("VISITOR_HTTP_BIN", ROOT / "target" / "debug" / "visitor-http"))
-SHARED_PG = os.environ.get("E2E_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+SHARED_PG = (os.environ.get("E2E_PG_ADMIN_URL") or os.environ.get("TEST_DATABASE_URL")
+             or "postgres://postgres@127.0.0.1:5432/postgres")
 ADMIN_TOKEN = "e2e-admin-" + secrets.token_hex(8)
 AGENT_TOKEN = "e2e-agent-" + secrets.token_hex(8)
+# For load and fault checks, whose traffic from one token is far above the default limit of
+# 100/s: the limits are checked on their own (tests/api/operations.rs).
+UNLIMITED = {"VISITORS_RATE_LIMIT": "off"}
 
 
 def log(*parts):

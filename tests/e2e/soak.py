@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from harness import Client, Service, check, log, temp_database
+from harness import UNLIMITED, Client, Service, check, log, temp_database
 
 DURATION = float(os.environ.get("E2E_SOAK_SECONDS", "60"))
 WARM = min(10.0, DURATION / 6)
@@ -86,7 +86,7 @@ class Worker(threading.Thread):
 
 
 def main():
-    with temp_database() as url, Service(database_url=url, name="soak") as service:
+    with temp_database() as url, Service(database_url=url, name="soak", extra_env=UNLIMITED) as service:
         started = time.monotonic()
         deadline = started + DURATION
         workers = [Worker(i, service.port, deadline) for i in range(THREADS)]

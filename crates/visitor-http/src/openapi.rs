@@ -356,11 +356,11 @@ fn yaml_key(key: &str) -> String {
 /// The error statuses each operation can give, by operation id.
 fn error_statuses(operation_id: &str) -> &'static [u16] {
     match operation_id {
-        "createVisitor" => &[400, 401, 403, 409, 413, 415, 422, 500, 503],
-        "listVisitors" => &[400, 401, 403, 500, 503],
-        "updateVisitor" => &[400, 401, 403, 404, 412, 413, 415, 422, 500, 503],
-        "deleteVisitor" => &[400, 401, 403, 404, 412, 500, 503],
-        _ => &[400, 401, 403, 404, 500, 503],
+        "createVisitor" => &[400, 401, 403, 409, 413, 415, 422, 429, 500, 503],
+        "listVisitors" => &[400, 401, 403, 429, 500, 503],
+        "updateVisitor" => &[400, 401, 403, 404, 412, 413, 415, 422, 429, 500, 503],
+        "deleteVisitor" => &[400, 401, 403, 404, 412, 429, 500, 503],
+        _ => &[400, 401, 403, 404, 429, 500, 503],
     }
 }
 
@@ -397,6 +397,7 @@ fn sample_status_error(status: u16) -> ApiError {
                 "email is not a valid e-mail address",
             ),
         )),
+        429 => ApiError::TooManyRequests(1),
         503 => ApiError::ServiceUnavailable("unavailable".into()),
         _ => ApiError::internal("sample"),
     }
@@ -435,8 +436,19 @@ fn error_response(operation_id: &str, status: u16) -> utoipa::openapi::Response 
     if status == 401 {
         response = response.header("WWW-Authenticate", string_header("Always `Bearer`"));
     }
+    if status == 429 {
+        for (name, description) in [
+            ("X-Rate-Limit", "Requests allowed per window for this token (absent when an address is over its failed-authentication limit)"),
+            ("X-Rate-Limit-Remaining", "Requests this token may still send now: 0"),
+            ("RateLimit-Policy", "The token's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"token\";q=100;w=1`"),
+            ("RateLimit", "The token's remaining quota and seconds until it is whole, e.g. `\"token\";r=0;t=1`"),
+        ] {
+            response = response.header(name, string_header(description));
+        }
+    }
     let retry_after = match (operation_id, status) {
         (_, 503) => Some("Seconds to wait before retrying"),
+        (_, 429) => Some("Whole seconds until the rate limit allows a request again"),
         ("createVisitor", 409) => Some("On IdempotencyKeyInUse: seconds to wait before retrying"),
         _ => None,
     };
@@ -464,7 +476,7 @@ impl Modify for Completion {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A token configured with --token / VISITORS_TOKENS (role administrator)",
+                        "A token of role administrator: configured with --token / VISITORS_TOKENS, or created with `visitor-http tokens create` (PostgreSQL mode)",
                     ))
                     .build(),
             ),
@@ -522,7 +534,10 @@ Create, Show and Update answer with a strong `ETag` that changes whenever the st
 ## Idempotent create
 **Idempotency-Key** (request header of Create, optional) makes a create safe to retry: 1 to 255 visible ASCII characters (`!` to `~`); the quoted form `\"abc\"` is the same key as `abc`; anything else is 400 BadRequest. Keys belong to the token that sent them. The first request with a key runs as usual and, when it succeeds, its answer is kept for 24 hours (`--idempotency-ttl`). The same key with the same body (the same JSON value, whatever the spacing or key order) answers that 201 again, with the same body, `Location` and `ETag` and `Idempotent-Replayed: true`, and creates nothing, from any instance. The same key with another body: 422 IdempotencyKeyMismatch. The same key while its first request is still running: 409 IdempotencyKeyInUse with `Retry-After`. A failed request records nothing and may be retried with the same key. Erasing a visitor removes the records that hold its data.
 
-These headers are described here rather than listed as parameters: only a current tag, or a key's own earlier body, is accepted, which no schema can say.";
+These headers are described here rather than listed as parameters: only a current tag, or a key's own earlier body, is accepted, which no schema can say.
+
+## Rate limits
+Each token may send a number of requests per window (`--rate-limit`, default `100/s`; the whole number may come at once). Every answer to a known token carries `X-Rate-Limit` and `X-Rate-Limit-Remaining` (as Zendesk sends them) and `RateLimit-Policy` / `RateLimit` (draft-ietf-httpapi-ratelimit-headers). Over the limit: 429 TooManyRequests with `Retry-After` in whole seconds, and nothing changes. A client address whose authentications fail too often (`--auth-failure-limit`, default `30/min`) gets 429 before any token it sends is checked.";
 
 /// Links from Create's 201 to Show, Update and Delete of the visitor it made (`visitor_id` from
 /// the body's `id`), so that clients and fuzzers can follow them. `suffix` picks the operation
