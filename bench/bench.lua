@@ -1,5 +1,7 @@
--- wrk script for the Visitors benchmark. BENCH_MODE: show | create | update | mix.
--- BENCH_IDS: ids 1..N exist. BENCH_TOKEN: bearer token.
+-- wrk script for the Visitors benchmark.
+-- BENCH_MODE: show | show304 | create | create_idem | update | mix | list.
+-- BENCH_IDS: ids 1..N exist (at version 1). BENCH_TOKEN: bearer token.
+-- BENCH_CURSOR: for list, the page[after] cursor (none: the first page).
 local mode = os.getenv("BENCH_MODE") or "show"
 local ids = tonumber(os.getenv("BENCH_IDS") or "10000")
 local token = os.getenv("BENCH_TOKEN")
@@ -9,9 +11,37 @@ if token then wrk.headers["Authorization"] = "Bearer " .. token end
 
 local create_body = '{"name":"Visitor","email":"visitor@example.com","phone":"+65 12345678","notes":"This visitor is really cool."}'
 
+local cursor = os.getenv("BENCH_CURSOR") or ""
+local key_prefix = ""
+local key_count = 0
+
 function init(args)
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+  key_prefix = "bench-" .. os.time() .. "-" .. math.random(1, 1000000000) .. "-"
 end
+
+-- The default headers plus `extra`.
+local function with(extra)
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  for name, value in pairs(extra) do headers[name] = value end
+  return headers
+end
+
+local function show304()
+  local id = math.random(1, ids)
+  return wrk.format("GET", "/api/v2/chat/visitors/" .. id,
+    with({["If-None-Match"] = '"' .. id .. '.1"'}), "")
+end
+
+local function create_idem()
+  key_count = key_count + 1
+  return wrk.format("POST", "/api/v2/chat/visitors",
+    with({["Idempotency-Key"] = key_prefix .. key_count}), create_body)
+end
+
+local list_path = "/api/v2/chat/visitors?page[size]=100"
+if cursor ~= "" then list_path = list_path .. "&page[after]=" .. cursor end
 
 local function show()
   return wrk.format("GET", "/api/v2/chat/visitors/" .. math.random(1, ids), nil, "")
@@ -24,6 +54,9 @@ end
 
 function request()
   if mode == "show" then return show() end
+  if mode == "show304" then return show304() end
+  if mode == "create_idem" then return create_idem() end
+  if mode == "list" then return wrk.format("GET", list_path, nil, "") end
   if mode == "update" then return update() end
   if mode == "mix" then
     if math.random(1, 100) <= 80 then return show() end

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "target" / "release"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
-SCALE = int(os.environ.get("BENCH_SCALE", "1000000"))
+SCALE = int(os.environ.get("BENCH_SCALE", "10000000"))
+DEPTH = int(os.environ.get("BENCH_DEPTH", "1000000"))
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target" / "bench"))
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 TOKEN = "bench-" + secrets.token_hex(12)
@@ -39,6 +40,13 @@ HEADLINE = 32
 SWEEP = [1, 8, 32, 128]
 LOAD_CORE = str(os.cpu_count() - 1)
 WORKLOADS = ["show", "create", "update", "mix"]
+# The service as deployed: metrics on, and a per-token rate limit that is on but far above what
+# the load sends (one token here; the default of 100/s would refuse most of it).
+SERVICE_ENV = {"VISITORS_TOKENS": f"administrator:{TOKEN}", "VISITORS_RATE_LIMIT": "1000000/s"}
+# The same with both off, to price them (rounds alternate, medians compared).
+BARE_ENV = dict(SERVICE_ENV, VISITORS_RATE_LIMIT="off", VISITORS_AUTH_FAILURE_LIMIT="off",
+                VISITORS_METRICS_BIND="off")
+OPERATIONS_ROUNDS = 3
 
 
 def log(*parts):
@@ -96,8 +104,8 @@ class Server:
             self.log_path.unlink(missing_ok=True)
 
 
-def wrk(base, mode, connections, seconds, ids=SEEDED, token=TOKEN):
-    env = dict(os.environ, BENCH_MODE=mode, BENCH_IDS=str(ids))
+def wrk(base, mode, connections, seconds, ids=SEEDED, token=TOKEN, cursor=""):
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_IDS=str(ids), BENCH_CURSOR=cursor)
     if token:
         env["BENCH_TOKEN"] = token
     command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
@@ -142,6 +150,7 @@ def measure(base, mode, connections, **kwargs):
 
 PGBENCH_SCRIPTS = {
     "show": ["show.sql"],
+    "list": ["list.sql"],
     "create": ["create.sql"],
     "update": ["update.sql"],
     "mix": ["show.sql@80", "update.sql@20"],
@@ -152,13 +161,14 @@ PGBENCH_SCRIPTS = {
 PGBENCH_MAX_CLIENTS = 90
 
 
-def pgbench(url, workload, connections, seconds, ids=SEEDED):
+def pgbench(url, workload, connections, seconds, ids=SEEDED, after=0):
     connections = min(connections, PGBENCH_MAX_CLIENTS)
     with tempfile.TemporaryDirectory() as logs:
         scripts = [arg for name in PGBENCH_SCRIPTS[workload]
                    for arg in ("-f", str(ROOT / "bench" / "pgbench" / name))]
         command = ["taskset", "-c", LOAD_CORE, "pgbench", "-M", "prepared", "-n",
                    "-c", str(connections), "-j", "1", "-T", str(seconds), "-D", f"ids={ids}",
+                   "-D", f"after={after}",
                    "-l", "--log-prefix", f"{logs}/pgbench", *scripts, url]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
@@ -173,9 +183,9 @@ def pgbench(url, workload, connections, seconds, ids=SEEDED):
     return {"rps": tps, "p50_ms": pick(0.50), "p99_ms": pick(0.99), "requests": len(latencies)}
 
 
-def measure_pgbench(url, workload, connections, ids=SEEDED):
-    pgbench(url, workload, connections, WARMUP, ids)
-    return pgbench(url, workload, connections, SECONDS, ids)
+def measure_pgbench(url, workload, connections, ids=SEEDED, after=0):
+    pgbench(url, workload, connections, WARMUP, ids, after)
+    return pgbench(url, workload, connections, SECONDS, ids, after)
 
 
 SEED_SQL = """
@@ -192,8 +202,7 @@ def pg_database(count, service_binary):
     name = "bench_" + secrets.token_hex(5)
     psql(f"CREATE DATABASE {name}")
     url = db_url(name)
-    with Server(service_binary, {"DATABASE_URL": url, "VISITORS_TOKENS": f"administrator:{TOKEN}"},
-                name="migrate"):
+    with Server(service_binary, dict(SERVICE_ENV, DATABASE_URL=url), name="migrate"):
         pass
     psql(SEED_SQL.format(count=count), url)
     return name, url
@@ -207,7 +216,7 @@ def main():
     service = RELEASE / "visitor-http"
     ceiling = RELEASE / "framework-ceiling"
     footprint = RELEASE / "memory-footprint"
-    for binary in (service, ceiling, footprint):
+    for binary in (service, ceiling, footprint, RELEASE / "bench-cursor"):
         if not binary.exists():
             sys.exit(f"{binary} is missing: run make bench (it builds the release binaries)")
     results = []  # (workload, store, concurrency, result, ceiling result)
@@ -222,25 +231,41 @@ def main():
             framework.setdefault(("show", c), measure(server.base, "show", c, token=None))
         log("framework ceiling measured")
 
-    with Server(service, {"VISITORS_TOKENS": f"administrator:{TOKEN}"}, name="memory") as server:
+    with Server(service, SERVICE_ENV, name="memory") as server:
         seed_over_http(server.base, SEEDED)
         for w in WORKLOADS:
             results.append((w, "memory", HEADLINE, measure(server.base, w, HEADLINE), framework[(w, HEADLINE)]))
         for c in SWEEP:
             if c != HEADLINE:
                 results.append(("show", "memory", c, measure(server.base, "show", c), framework[("show", c)]))
+        # v2: Show answered 304 against plain Show; Create with an Idempotency-Key against Create.
+        v2 = {w: measure(server.base, w, HEADLINE) for w in ("show304", "create_idem")}
+        notes["memory_v2"] = v2
         notes["memory_rss_kib"] = server.memory_kib()
         log("memory store measured")
 
+    # What metrics and rate limiting cost per request: in-memory Show at the headline
+    # concurrency, both on (limit not reached) against both off, alternating rounds.
+    operations = {"on": [], "off": []}
+    for _ in range(OPERATIONS_ROUNDS):
+        for label, env in (("off", BARE_ENV), ("on", SERVICE_ENV)):
+            with Server(service, env, name=f"memory-operations-{label}") as server:
+                seed_over_http(server.base, 1000)
+                operations[label].append(measure(server.base, "show", HEADLINE, ids=1000))
+    notes["operations"] = operations
+    log("metrics and rate limiting priced")
+
     name, url = pg_database(SEEDED, service)
     try:
-        env = {"VISITORS_TOKENS": f"administrator:{TOKEN}", "DATABASE_URL": url}
+        env = dict(SERVICE_ENV, DATABASE_URL=url)
         with Server(service, env, name="postgres") as server:
             for w in WORKLOADS:
                 results.append((w, "postgres", HEADLINE, measure(server.base, w, HEADLINE), None))
             for c in SWEEP:
                 if c != HEADLINE:
                     results.append(("show", "postgres", c, measure(server.base, "show", c), None))
+            notes["postgres_v2"] = {w: measure(server.base, w, HEADLINE)
+                                    for w in ("show304", "create_idem")}
             notes["postgres_rss_kib"] = server.memory_kib()
         log("postgres store measured")
         database = {}
@@ -257,9 +282,17 @@ def main():
     show_10k = next(r for (w, s, c, r, _) in results if (w, s, c) == ("show", "postgres", HEADLINE))
     name, url = pg_database(SCALE, service)
     try:
-        with Server(service, {"VISITORS_TOKENS": f"administrator:{TOKEN}", "DATABASE_URL": url},
-                    name="postgres-scale") as server:
+        cursor = subprocess.run([str(RELEASE / "bench-cursor"), str(DEPTH)], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        with Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="postgres-scale") as server:
             scale = measure(server.base, "show", HEADLINE, ids=SCALE)
+            lists = {
+                "first": measure(server.base, "list", HEADLINE),
+                "deep": measure(server.base, "list", HEADLINE, cursor=cursor),
+            }
+        lists["pgbench_first"] = measure_pgbench(url, "list", HEADLINE, after=0)
+        lists["pgbench_deep"] = measure_pgbench(url, "list", HEADLINE, after=DEPTH)
+        notes["lists"] = lists
     finally:
         drop(name)
     log("scale measured")
@@ -301,6 +334,34 @@ def report(results, framework, scale, show_10k, notes):
         f"{footprint['rss_after_kib'] / 1024:.1f} MiB resident ({footprint['store_kib'] / 1024:.1f} MiB for the store), "
         f"{footprint['peak_kib'] / 1024:.1f} MiB peak.",
     ]
+    for store in ("memory", "postgres"):
+        v2 = notes[f"{store}_v2"]
+        show = next(r for (w, s, c, r, _) in results if (w, s, c) == ("show", store, HEADLINE))
+        create = next(r for (w, s, c, r, _) in results if (w, s, c) == ("create", store, HEADLINE))
+        lines.append(
+            f"- {store}: Show answered 304 by If-None-Match {v2['show304']['rps']:.0f} requests/s "
+            f"(p99 {v2['show304']['p99_ms']:.2f} ms) / plain Show {show['rps']:.0f}: "
+            f"{v2['show304']['rps'] / show['rps']:.2f}; Create with Idempotency-Key "
+            f"{v2['create_idem']['rps']:.0f} (p99 {v2['create_idem']['p99_ms']:.2f} ms) / Create "
+            f"{create['rps']:.0f}: {v2['create_idem']['rps'] / create['rps']:.2f}.")
+    lists = notes["lists"]
+    lines.append(
+        f"- List, 100 per page, Postgres with {SCALE:,} visitors, {HEADLINE} connections: first page "
+        f"{lists['first']['rps']:.0f} requests/s (p99 {lists['first']['p99_ms']:.2f} ms), a page "
+        f"{DEPTH:,} deep {lists['deep']['rps']:.0f} (p99 {lists['deep']['p99_ms']:.2f} ms): "
+        f"{lists['deep']['rps'] / lists['first']['rps']:.2f}; pgbench running the same keyset "
+        f"SELECT: first {lists['pgbench_first']['rps']:.0f}, deep {lists['pgbench_deep']['rps']:.0f}; "
+        f"service / pgbench: first {lists['first']['rps'] / lists['pgbench_first']['rps']:.2f}, "
+        f"deep {lists['deep']['rps'] / lists['pgbench_deep']['rps']:.2f}.")
+    operations = notes["operations"]
+    on = statistics.median(r["rps"] for r in operations["on"])
+    off = statistics.median(r["rps"] for r in operations["off"])
+    lines.append(
+        f"- Metrics and rate limiting, in-memory Show at {HEADLINE} connections, median of "
+        f"{OPERATIONS_ROUNDS} alternating rounds: both on (limit not reached) {on:.0f} requests/s, "
+        f"both off {off:.0f} requests/s: ratio {on / off:.3f}, "
+        f"{(1 / on - 1 / off) * 1e6:.2f} µs more per request."
+    )
     text = "\n".join(lines)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.md").write_text(text + "\n")

@@ -5,8 +5,17 @@ UPDATE visitors SET
     email = CASE WHEN false THEN NULL ELSE email END,
     phone = CASE WHEN false THEN NULL ELSE phone END,
     banned = COALESCE(NULL::boolean, banned),
-    created = COALESCE(NULL::timestamptz, created)
+    created = COALESCE(NULL::timestamptz, created),
+    version = version + CASE
+        WHEN (CASE WHEN true THEN 'Name ' || :n ELSE name END,
+              CASE WHEN false THEN NULL ELSE email END,
+              CASE WHEN false THEN NULL ELSE phone END,
+              COALESCE(NULL::boolean, banned),
+              COALESCE(NULL::timestamptz, created))
+             IS DISTINCT FROM (name, email, phone, banned, created)
+        THEN 1 ELSE 0 END
 WHERE id = :id
   AND (true OR external_id IS NOT DISTINCT FROM NULL)
   AND (true OR notes IS NOT DISTINCT FROM NULL)
-RETURNING id, name, email, phone, notes, external_id, banned, created;
+  AND (NULL::bigint[] IS NULL OR version = ANY(NULL::bigint[]))
+RETURNING id, name, email, phone, notes, external_id, banned, created, version;

@@ -536,3 +536,61 @@ fn sigterm_drains_before_it_stops() {
     );
     assert!(wait_with_timeout(&mut child, Duration::from_secs(20)).success());
 }
+
+/// The access log is written by a thread of its own, off the request path; a graceful stop still
+/// writes every line: the last requests before SIGTERM are in the log.
+#[test]
+fn every_request_before_sigterm_is_logged() {
+    use std::io::Write;
+
+    let mut child = start(
+        &["--bind", "127.0.0.1:0", "--rate-limit", "off"],
+        &[
+            ("VISITORS_TOKENS", "administrator:tok"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let (addr, _, mut reader) = wait_for_listening(&mut child);
+    // Read the log as it comes, as a file or a collector would take it.
+    let collected = std::thread::spawn(move || {
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        rest
+    });
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    const REQUESTS: usize = 500;
+    for n in 0..REQUESTS {
+        // One write per request: written in pieces, Nagle's algorithm would hold each back.
+        let request = format!(
+            "GET /api/v2/chat/visitors/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer tok\r\nX-Request-Id: last-{n}\r\n\r\n",
+            n + 1
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        assert!(read_response(&mut stream).starts_with("HTTP/1.1 404"));
+    }
+    drop(stream);
+    terminate(&mut child);
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(20)).success());
+    let rest = collected.join().unwrap();
+    let logged: Vec<serde_json::Value> = rest
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line: &serde_json::Value| {
+            line["request_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("last-"))
+        })
+        .collect();
+    assert_eq!(logged.len(), REQUESTS, "every request has its line");
+    let last = &logged[REQUESTS - 1];
+    assert_eq!(last["request_id"], format!("last-{}", REQUESTS - 1));
+    assert_eq!(last["status"], 404);
+    assert_eq!(last["route"], "/api/v2/chat/visitors/{visitor_id}");
+    assert!(
+        rest.contains("\"stopped\""),
+        "the last line of all, after the server stopped, is there too"
+    );
+}

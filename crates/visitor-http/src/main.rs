@@ -40,7 +40,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(config.log_format);
+    // Dropped last, after the server has stopped: every line logged before is written.
+    let _log_writer = telemetry::init(config.log_format);
     match actix_web::rt::System::new().block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -14,6 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::{HttpMessage, ResponseError};
 use tracing::Instrument;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -24,15 +25,30 @@ use crate::startup::Readiness;
 /// The header that carries the request id.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
-pub fn init(format: Option<LogFormat>) {
+/// Lines the log writer may hold before a request that logs waits for it (about 3 MiB of JSON
+/// lines): a burst is absorbed, a writer that cannot keep up slows requests down instead of
+/// losing lines.
+const LOG_BUFFER_LINES: usize = 16 * 1024;
+
+/// Installs the global subscriber, writing to standard output from a thread of its own: a
+/// request hands its line over and goes on, and lines are written in batches. `RUST_LOG` filters
+/// (default `info`). Keep the returned guard until the end: dropping it writes every line still
+/// held and flushes standard output.
+pub fn init(format: Option<LogFormat>) -> WorkerGuard {
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {
         LogFormat::Json
     });
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("log-writer")
+        .finish(BatchedStdout::default());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -42,6 +58,30 @@ pub fn init(format: Option<LogFormat>) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    guard
+}
+
+/// Standard output behind a buffer: the writer thread writes every line it has, then flushes
+/// (when its queue is empty), so a burst of lines costs one system call, not one per line.
+struct BatchedStdout(std::io::BufWriter<std::io::Stdout>);
+
+impl Default for BatchedStdout {
+    fn default() -> Self {
+        Self(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ))
+    }
+}
+
+impl std::io::Write for BatchedStdout {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The request's id, kept in its extensions.
