@@ -19,7 +19,8 @@ E2E_PY := $(E2E)/.venv/bin/python
 
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
-	e2e-prometheus e2e-cluster e2e-python e2e-node e2e-chromium debian-prometheus debian-haproxy \
+	e2e-prometheus e2e-cluster e2e-pgbouncer e2e-python e2e-node e2e-chromium debian-prometheus \
+	debian-haproxy debian-pgbouncer \
 	check-postgres bench mutants tools-mutants
 
 help: ## list the targets
@@ -53,7 +54,7 @@ layering: ## the domain crate must not depend on sqlx, actix-web or tokio
 
 # End-to-end checks by outside tools, each runnable alone (see README). They start the built
 # binary on free loopback ports; the Python venv and node_modules live under tests/e2e (ignored).
-e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak e2e-prometheus e2e-cluster ## all end-to-end checks
+e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak e2e-prometheus e2e-cluster e2e-pgbouncer ## all end-to-end checks
 
 e2e-zenpy: e2e-python build-bin check-postgres ## zenpy (a real Zendesk client) on both stores
 	cd $(E2E) && .venv/bin/python zenpy_session.py
@@ -78,6 +79,14 @@ e2e-prometheus: e2e-python debian-prometheus build-bin check-postgres ## /metric
 
 e2e-cluster: e2e-python debian-haproxy build-bin check-postgres ## 3 instances behind haproxy, rolling restarts under traffic
 	cd $(E2E) && .venv/bin/python cluster.py
+
+e2e-pgbouncer: e2e-python debian-pgbouncer build-bin check-postgres ## the service through PgBouncer: session mode works, transaction mode (1.18) does not
+	cd $(E2E) && .venv/bin/python pgbouncer_modes.py
+
+debian-pgbouncer:
+	@test -x /usr/sbin/pgbouncer || { \
+	  echo "installing Debian's pgbouncer"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 
 debian-prometheus:
 	@command -v prometheus >/dev/null || { \
