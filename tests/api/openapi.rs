@@ -124,7 +124,7 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
             "201",
             "VisitorCreate",
             vec![
-                "400", "401", "403", "409", "413", "415", "422", "500", "503",
+                "400", "401", "403", "409", "413", "415", "422", "429", "500", "503",
             ],
         ),
         (
@@ -134,7 +134,7 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
             "",
             "200",
             "",
-            vec!["400", "401", "403", "500", "503"],
+            vec!["400", "401", "403", "429", "500", "503"],
         ),
         (
             "/api/v2/chat/visitors/{visitor_id}",
@@ -143,7 +143,7 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
             "Fetches a visitor by his or her Visitor ID",
             "200",
             "",
-            vec!["304", "400", "401", "403", "404", "500", "503"],
+            vec!["304", "400", "401", "403", "404", "429", "500", "503"],
         ),
         (
             "/api/v2/chat/visitors/{visitor_id}",
@@ -152,7 +152,7 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
             "",
             "204",
             "",
-            vec!["400", "401", "403", "404", "412", "500", "503"],
+            vec!["400", "401", "403", "404", "412", "429", "500", "503"],
         ),
         (
             "/api/v2/chat/visitors/{visitor_id}",
@@ -162,7 +162,7 @@ async fn each_operation_has_the_seeds_words_security_and_its_errors() {
             "200",
             "VisitorUpdate",
             vec![
-                "204", "400", "401", "403", "404", "412", "413", "415", "422", "500", "503",
+                "204", "400", "401", "403", "404", "412", "413", "415", "422", "429", "500", "503",
             ],
         ),
     ];
