@@ -3,6 +3,7 @@
 //! status; requests in flight; the store's errors by kind; and, read when scraped, the pool's
 //! connections by state and the process's memory and CPU.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ const DURATION_BUCKETS: [f64; 16] = [
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     http_request_method: &'static str,
-    http_route: String,
+    http_route: Cow<'static, str>,
     http_response_status_code: u16,
 }
 
@@ -103,14 +104,14 @@ impl Metrics {
     pub fn record(
         &self,
         method: &Method,
-        route: Option<&str>,
+        route: Option<Cow<'static, str>>,
         status: u16,
         elapsed: Duration,
         error: Option<&ApiError>,
     ) {
         let labels = RequestLabels {
             http_request_method: method_label(method),
-            http_route: route.unwrap_or(UNMATCHED_ROUTE).to_owned(),
+            http_route: route.unwrap_or(Cow::Borrowed(UNMATCHED_ROUTE)),
             http_response_status_code: status,
         };
         self.durations
@@ -307,9 +308,9 @@ mod tests {
     #[test]
     fn requests_are_counted_by_method_route_and_status() {
         let metrics = metrics();
-        let route = Some("/api/v2/chat/visitors/{visitor_id}");
+        let route = || Some(Cow::Borrowed("/api/v2/chat/visitors/{visitor_id}"));
         for _ in 0..3 {
-            metrics.record(&Method::GET, route, 200, Duration::from_micros(300), None);
+            metrics.record(&Method::GET, route(), 200, Duration::from_micros(300), None);
         }
         metrics.record(&Method::GET, None, 404, Duration::from_millis(2), None);
         let weird = Method::from_bytes(b"BREW").unwrap();

@@ -27,11 +27,25 @@ pub const LEGACY_VISITORS_PATH: &str = "/api/v2/visitors";
 const COLLECTION_METHODS: &str = "GET, POST";
 const ITEM_METHODS: &str = "GET, PUT, DELETE";
 
+/// The route template of a resource, kept in the resource's data so that the outermost
+/// middleware can name a request's route (log line, metrics) without matching its path again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTemplate(pub &'static str);
+
+/// A resource at `template`, carrying its [`RouteTemplate`].
+pub fn resource(template: &'static str) -> actix_web::Resource {
+    web::resource(template).app_data(RouteTemplate(template))
+}
+
 /// Registers every route of the service except Swagger UI.
 pub fn configure(cfg: &mut ServiceConfig) {
-    for prefix in [VISITORS_PATH, LEGACY_VISITORS_PATH] {
+    let prefixes = [
+        (VISITORS_PATH, "/api/v2/chat/visitors/{visitor_id}"),
+        (LEGACY_VISITORS_PATH, "/api/v2/visitors/{visitor_id}"),
+    ];
+    for (prefix, item) in prefixes {
         cfg.service(
-            web::resource(prefix)
+            resource(prefix)
                 .route(web::get().to(list_visitors))
                 .route(web::post().to(create_visitor))
                 .default_service(web::to(|| async {
@@ -39,7 +53,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 })),
         )
         .service(
-            web::resource(format!("{prefix}/{{visitor_id}}"))
+            resource(item)
                 .route(web::get().to(show_visitor))
                 .route(web::put().to(update_visitor))
                 .route(web::delete().to(delete_visitor))
@@ -48,8 +62,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 })),
         );
     }
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)));
 }
 
 /// The answer for any route that does not exist.

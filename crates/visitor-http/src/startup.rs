@@ -218,7 +218,9 @@ impl Application {
             if let Some(metrics) = &main_metrics {
                 app = app.app_data(metrics.clone());
                 if metrics_on_main {
-                    app = app.route("/metrics", web::get().to(crate::metrics::metrics));
+                    app = app.service(
+                        routes::resource("/metrics").route(web::get().to(crate::metrics::metrics)),
+                    );
                 }
             }
             app.configure(routes::configure)
@@ -253,7 +255,10 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(metrics.clone())
-                        .route("/metrics", web::get().to(crate::metrics::metrics))
+                        .service(
+                            routes::resource("/metrics")
+                                .route(web::get().to(crate::metrics::metrics)),
+                        )
                         .default_service(web::to(routes::not_found))
                 })
                 .workers(1)

@@ -1,6 +1,7 @@
 //! Logging: the tracing subscriber, and the middleware that gives every request an id, one log
 //! line, and a JSON body for any error that reached it without one.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -20,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 use crate::error::{cause_chain, ApiError};
 use crate::metrics::Metrics;
+use crate::routes::RouteTemplate;
 use crate::startup::Readiness;
 
 /// The header that carries the request id.
@@ -149,14 +151,18 @@ pub async fn request_context(
     }
 
     let status = response.status().as_u16();
-    let pattern = response.request().match_pattern();
+    // The matched resource's template; else (Swagger UI, no route) actix's own matching.
+    let pattern = match response.request().app_data::<RouteTemplate>() {
+        Some(template) => Some(Cow::Borrowed(template.0)),
+        None => response.request().match_pattern().map(Cow::Owned),
+    };
     let elapsed = started.elapsed();
     if let Some(metrics) = &metrics {
         let error = response
             .response()
             .error()
             .and_then(|error| error.as_error::<ApiError>());
-        metrics.record(&method, pattern.as_deref(), status, elapsed, error);
+        metrics.record(&method, pattern.clone(), status, elapsed, error);
     }
     drop(in_flight);
     let route = pattern

@@ -304,19 +304,19 @@ fn expected_value<T: AsRef<str>>(field: &Field<T>) -> (bool, Option<&str>) {
 
 #[async_trait]
 impl VisitorStore for PgStore {
-    #[tracing::instrument(name = "store.create", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.create", skip_all)]
     async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
         self.migrate().await?;
         self.insert(&new).await
     }
 
-    #[tracing::instrument(name = "store.get", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.get", skip(self))]
     async fn get(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
         self.migrate().await?;
         self.fetch(id).await
     }
 
-    #[tracing::instrument(name = "store.update", skip(self, patch))]
+    #[tracing::instrument(level = "debug", name = "store.update", skip(self, patch))]
     async fn update_if(
         &self,
         id: VisitorId,
@@ -387,7 +387,7 @@ impl VisitorStore for PgStore {
         }
     }
 
-    #[tracing::instrument(name = "store.delete", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.delete", skip(self))]
     async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError> {
         self.migrate().await?;
         // The idempotency records holding the visitor go with it (ON DELETE CASCADE).
@@ -409,7 +409,7 @@ impl VisitorStore for PgStore {
         }
     }
 
-    #[tracing::instrument(name = "store.list", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.list", skip(self))]
     async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError> {
         self.migrate().await?;
         // Only the conditions in use are written, so each combination gets a plan that walks
@@ -469,7 +469,7 @@ impl VisitorStore for PgStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "store.ping", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.ping", skip(self))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.migrate().await?;
         sqlx::query_scalar!("SELECT 1 AS \"one!\"")
@@ -505,7 +505,7 @@ struct RecordRow {
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    #[tracing::instrument(name = "store.claim", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.claim", skip_all)]
     async fn claim(
         &self,
         key: &IdempotencyKey,
@@ -572,7 +572,7 @@ impl IdempotencyStore for PgStore {
         }))
     }
 
-    #[tracing::instrument(name = "store.create_claimed", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.create_claimed", skip_all)]
     async fn create_claimed(
         &self,
         ticket: &ClaimTicket,
@@ -591,7 +591,7 @@ impl IdempotencyStore for PgStore {
         }
     }
 
-    #[tracing::instrument(name = "store.release", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.release", skip_all)]
     async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
         self.migrate().await?;
         sqlx::query!(
@@ -607,7 +607,7 @@ impl IdempotencyStore for PgStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "store.purge_expired", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.purge_expired", skip_all)]
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
         let purged = sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= now()")
@@ -647,7 +647,7 @@ fn role_of(stored: &str) -> Result<Role, StoreError> {
 
 #[async_trait]
 impl TokenStore for PgStore {
-    #[tracing::instrument(name = "store.create_token", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.create_token", skip_all)]
     async fn create_token(
         &self,
         role: Role,
@@ -669,7 +669,7 @@ impl TokenStore for PgStore {
         .try_into()
     }
 
-    #[tracing::instrument(name = "store.list_tokens", skip_all)]
+    #[tracing::instrument(level = "debug", name = "store.list_tokens", skip_all)]
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.migrate().await?;
         sqlx::query_as!(
@@ -684,7 +684,7 @@ impl TokenStore for PgStore {
         .collect()
     }
 
-    #[tracing::instrument(name = "store.revoke_token", skip(self))]
+    #[tracing::instrument(level = "debug", name = "store.revoke_token", skip(self))]
     async fn revoke_token(&self, id: i64) -> Result<TokenRecord, StoreError> {
         self.migrate().await?;
         sqlx::query_as!(
