@@ -20,24 +20,27 @@ function init(args)
   key_prefix = "bench-" .. os.time() .. "-" .. math.random(1, 1000000000) .. "-"
 end
 
--- The default headers plus `extra`.
-local function with(extra)
+-- One headers table per extra header, filled once and reused: the load generator shares the
+-- cores with the service, so a request costs it no more than a plain one does.
+local function headers_with(name)
   local headers = {}
-  for name, value in pairs(wrk.headers) do headers[name] = value end
-  for name, value in pairs(extra) do headers[name] = value end
+  for key, value in pairs(wrk.headers) do headers[key] = value end
+  headers[name] = ""
   return headers
 end
+local conditional = headers_with("If-None-Match")
+local idempotent = headers_with("Idempotency-Key")
 
 local function show304()
   local id = math.random(1, ids)
-  return wrk.format("GET", "/api/v2/chat/visitors/" .. id,
-    with({["If-None-Match"] = '"' .. id .. '.1"'}), "")
+  conditional["If-None-Match"] = '"' .. id .. '.1"'
+  return wrk.format("GET", "/api/v2/chat/visitors/" .. id, conditional, "")
 end
 
 local function create_idem()
   key_count = key_count + 1
-  return wrk.format("POST", "/api/v2/chat/visitors",
-    with({["Idempotency-Key"] = key_prefix .. key_count}), create_body)
+  idempotent["Idempotency-Key"] = key_prefix .. key_count
+  return wrk.format("POST", "/api/v2/chat/visitors", idempotent, create_body)
 end
 
 local list_path = "/api/v2/chat/visitors?page[size]=100"

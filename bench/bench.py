@@ -32,6 +32,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 SCALE = int(os.environ.get("BENCH_SCALE", "10000000"))
 DEPTH = int(os.environ.get("BENCH_DEPTH", "1000000"))
+FOOTPRINT = 1_000_000  # visitors in the in-memory store whose resident memory is reported
 OUT = Path(os.environ.get("BENCH_OUT", ROOT / "target" / "bench"))
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 TOKEN = "bench-" + secrets.token_hex(12)
@@ -297,7 +298,8 @@ def main():
         drop(name)
     log("scale measured")
 
-    result = subprocess.run([str(footprint), str(SCALE)], capture_output=True, text=True, check=True)
+    result = subprocess.run([str(footprint), str(FOOTPRINT)], capture_output=True, text=True,
+                            check=True)
     notes["footprint"] = json.loads(result.stdout)
 
     report(results, framework, scale, show_10k, notes)

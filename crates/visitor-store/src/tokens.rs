@@ -132,6 +132,11 @@ mod tests {
             role: Role::Agent,
             digest: [0xab; 32],
         };
-        assert!(!format!("{token:?}").contains("171"));
+        let shown = format!("{token:?}");
+        assert!(
+            shown.contains("ActiveToken") && shown.contains("Agent"),
+            "{shown}"
+        );
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
     }
 }
