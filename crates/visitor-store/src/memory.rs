@@ -433,6 +433,11 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_memory_store_has_no_pool_to_report() {
+        assert_eq!(MemoryStore::new().pool_status(), None);
+    }
+
     /// Every external id hashes to 0: every create goes through the collision path.
     #[derive(Debug, Default)]
     struct Colliding;
