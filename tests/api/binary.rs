@@ -235,12 +235,44 @@ fn read_response(stream: &mut std::net::TcpStream) -> String {
     format!("{head}{}", String::from_utf8_lossy(&body))
 }
 
+/// The server's log lines as they come, read on a thread of their own.
+struct LogFollower(std::sync::mpsc::Receiver<String>);
+
+impl LogFollower {
+    fn new(reader: BufReader<std::process::ChildStdout>) -> Self {
+        let (lines, logged) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                if lines.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(logged)
+    }
+
+    /// Waits (at most 10 s) for a line containing `text`; returns when it was read.
+    #[track_caller]
+    fn wait_for(&self, text: &str) -> std::time::Instant {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .0
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{text:?} was not logged"));
+            if line.contains(text) {
+                return std::time::Instant::now();
+            }
+        }
+    }
+}
+
 /// SIGINT and SIGTERM stop gracefully: a request in flight when the signal arrives (its body
 /// half sent) still gets its answer, and the process then exits 0.
 #[test]
 fn a_signal_lets_the_request_in_flight_finish() {
     use std::io::Write;
-    use std::sync::mpsc;
 
     for signal in ["-INT", "-TERM"] {
         let mut child = start(
@@ -251,14 +283,7 @@ fn a_signal_lets_the_request_in_flight_finish() {
             ],
         );
         let (addr, _, reader) = wait_for_listening(&mut child);
-        let (lines, logged) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in reader.lines() {
-                if lines.send(line.unwrap_or_default()).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = LogFollower::new(reader);
 
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
         stream
@@ -290,16 +315,7 @@ fn a_signal_lets_the_request_in_flight_finish() {
             .unwrap()
             .success());
         // Wait until the server has begun to stop, then send the rest of the body.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = logged
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no graceful stop was logged after kill {signal}"));
-            if line.contains("stopping gracefully") {
-                break;
-            }
-        }
+        log.wait_for("stopping gracefully");
         stream.write_all(&body.as_bytes()[5..]).unwrap();
         let response = read_response(&mut stream);
         assert!(response.starts_with("HTTP/1.1 201"), "{signal}: {response}");
@@ -473,7 +489,6 @@ fn the_in_memory_mode_has_no_token_store() {
 #[test]
 fn sigterm_drains_before_it_stops() {
     use std::io::Write;
-    use std::sync::mpsc;
 
     let mut child = start(
         &["--bind", "127.0.0.1:0", "--drain-seconds", "2"],
@@ -483,26 +498,7 @@ fn sigterm_drains_before_it_stops() {
         ],
     );
     let (addr, _, reader) = wait_for_listening(&mut child);
-    let (lines, logged) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in reader.lines() {
-            if lines.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
-    let wait_for_log = |text: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = logged
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("{text:?} was not logged"));
-            if line.contains(text) {
-                return std::time::Instant::now();
-            }
-        }
-    };
+    let log = LogFollower::new(reader);
     let request = |path: &str| {
         let mut stream = std::net::TcpStream::connect(&addr).unwrap();
         stream
@@ -518,7 +514,7 @@ fn sigterm_drains_before_it_stops() {
     assert!(request("/readyz").starts_with("HTTP/1.1 200"));
 
     terminate(&mut child);
-    let draining = wait_for_log("draining");
+    let draining = log.wait_for("draining");
     let ready = request("/readyz");
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     let listed = request("/api/v2/chat/visitors");
@@ -528,7 +524,7 @@ fn sigterm_drains_before_it_stops() {
         "{listed}"
     );
 
-    let stopping = wait_for_log("stopping gracefully");
+    let stopping = log.wait_for("stopping gracefully");
     assert!(
         stopping - draining >= Duration::from_millis(1900),
         "the drain lasted {:?}",

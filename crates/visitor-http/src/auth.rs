@@ -130,20 +130,6 @@ impl TokenRegistry {
         *self.stored.write().unwrap_or_else(PoisonError::into_inner) = tokens;
     }
 
-    /// How many tokens the server accepts now.
-    pub fn len(&self) -> usize {
-        self.configured.len()
-            + self
-                .stored
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The role of a presented token, comparing its digest with every known one in
     /// constant time.
     pub fn role_of(&self, presented: &str) -> Option<Role> {

@@ -46,7 +46,11 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
         .lossy(false)
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .thread_name("log-writer")
-        .finish(BatchedStdout::default());
+        // The writer thread flushes whenever its queue runs empty: one write per burst of lines.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -61,29 +65,6 @@ pub fn init(format: Option<LogFormat>) -> WorkerGuard {
         LogFormat::Pretty => builder.try_init(),
     };
     guard
-}
-
-/// Standard output behind a buffer: the writer thread writes every line it has, then flushes
-/// (when its queue is empty), so a burst of lines costs one system call, not one per line.
-struct BatchedStdout(std::io::BufWriter<std::io::Stdout>);
-
-impl Default for BatchedStdout {
-    fn default() -> Self {
-        Self(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ))
-    }
-}
-
-impl std::io::Write for BatchedStdout {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.write(bytes)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
 }
 
 /// The request's id, kept in its extensions.
