@@ -7,7 +7,7 @@ use actix_web::web::{self, Data, ServiceConfig};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use visitor_domain::{BodyFingerprint, NewVisitor, VisitorPatch};
 use visitor_store::{
-    Claim, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, StoredVisitor,
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, StoredVisitor,
     VisitorStore,
 };
 
@@ -146,17 +146,13 @@ pub async fn create_visitor(
         .ok_or_else(|| ApiError::internal("an authenticated request carries no caller"))?;
     let key = IdempotencyKey { owner, key };
     match records
-        .claim(&key, &BodyFingerprint::of(&body.0), &policy)
+        .create_idempotent(&key, &BodyFingerprint::of(&body.0), &policy, new)
         .await?
     {
-        Claim::Acquired(ticket) => Ok(created(
-            &req,
-            &records.create_claimed(&ticket, new).await?,
-            false,
-        )),
-        Claim::Replay(stored) => Ok(created(&req, &stored, true)),
-        Claim::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
-        Claim::InUse => Err(ApiError::IdempotencyKeyInUse),
+        Idempotent::Created(stored) => Ok(created(&req, &stored, false)),
+        Idempotent::Replay(stored) => Ok(created(&req, &stored, true)),
+        Idempotent::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
+        Idempotent::InUse => Err(ApiError::IdempotencyKeyInUse),
     }
 }
 

@@ -16,7 +16,7 @@ use visitor_domain::{
 };
 
 use crate::{
-    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IfMatch, ListQuery, Order,
+    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ListQuery, Order,
     SharedStorage as SharedStore, StoreError, StoredVisitor, Version,
 };
 
@@ -60,6 +60,11 @@ macro_rules! conformance_tests {
             expired_records_and_stale_claims_give_the_key_up,
             erasing_a_visitor_removes_its_idempotency_records,
             concurrent_claims_of_one_key_create_one_visitor,
+            idempotent_create_records_and_replays_its_answer,
+            idempotent_answers_keep_created_at_its_limits,
+            a_failed_idempotent_create_records_nothing,
+            idempotent_create_takes_over_dead_records_and_erasing_frees_the_key,
+            concurrent_idempotent_creates_of_one_key_create_one_visitor,
         );
     };
     (@cases #[$attr:meta] $params:tt $store:expr; $($case:ident),* $(,)?) => {
@@ -1106,4 +1111,235 @@ pub async fn concurrent_claims_of_one_key_create_one_visitor(store: SharedStore)
         .await
         .unwrap();
     assert_eq!(ids(&all), [created[0].id.get()]);
+}
+
+fn created(outcome: Idempotent) -> StoredVisitor {
+    match outcome {
+        Idempotent::Created(stored) => stored,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// The one-step create records, replays the answer as it was created, refuses another body, and
+/// answers exactly what a claim would.
+pub async fn idempotent_create_records_and_replays_its_answer(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Once", "email": "once@example.com", "external_id": "once",
+                      "created": "2014-09-01T10:29:59.123456Z"});
+    let k = key("a", "one-step");
+    let first = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(store.get(first.id).await.unwrap(), first);
+    assert_eq!(wire(&first)["created"], "2014-09-01T10:29:59.123456Z");
+    store
+        .update(first.id, patch(json!({"name": "Changed"})))
+        .await
+        .unwrap();
+    let again = store
+        .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again, Idempotent::Replay(first.clone()));
+    assert_eq!(
+        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
+        Claim::Replay(first.clone())
+    );
+    let other = json!({"name": "Another"});
+    assert_eq!(
+        store
+            .create_idempotent(
+                &k,
+                &fingerprint(&other),
+                &policy,
+                new_visitor(other.clone())
+            )
+            .await
+            .unwrap(),
+        Idempotent::Mismatch
+    );
+    // A key claimed by a request still running is in use.
+    let running = key("a", "running");
+    acquired(
+        store
+            .claim(&running, &fingerprint(&body), &policy)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store
+            .create_idempotent(&running, &fingerprint(&other), &policy, new_visitor(other))
+            .await
+            .unwrap(),
+        Idempotent::InUse
+    );
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [first.id.get()]);
+}
+
+/// The earliest and latest dates a visitor may have come back from a record as they went in.
+pub async fn idempotent_answers_keep_created_at_its_limits(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    for (n, date) in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({ "created": date });
+        let k = key("a", &format!("limit-{n}"));
+        let first = created(
+            store
+                .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(wire(&first)["created"], date);
+        let replay = store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body))
+            .await
+            .unwrap();
+        assert_eq!(replay, Idempotent::Replay(first));
+    }
+}
+
+pub async fn a_failed_idempotent_create_records_nothing(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    store.create(seed()).await.unwrap();
+    let taken = json!({"external_id": "john_extid"});
+    let k = key("a", "fails");
+    assert!(matches!(
+        store
+            .create_idempotent(
+                &k,
+                &fingerprint(&taken),
+                &policy,
+                new_visitor(taken.clone())
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let free = json!({"external_id": "free"});
+    created(
+        store
+            .create_idempotent(&k, &fingerprint(&free), &policy, new_visitor(free))
+            .await
+            .unwrap(),
+    );
+}
+
+/// Expired records and stale claims give the key up to the one-step create; erasing the visitor
+/// of the record that holds a key frees it, and erasing an older visitor of the key does not.
+pub async fn idempotent_create_takes_over_dead_records_and_erasing_frees_the_key(
+    store: SharedStore,
+) {
+    let body = json!({"name": "Again"});
+    let expiring = IdempotencyPolicy {
+        ttl: std::time::Duration::ZERO,
+        ..IdempotencyPolicy::default()
+    };
+    let k = key("a", "dead");
+    let first = created(
+        store
+            .create_idempotent(
+                &k,
+                &fingerprint(&body),
+                &expiring,
+                new_visitor(body.clone()),
+            )
+            .await
+            .unwrap(),
+    );
+    let policy = IdempotencyPolicy::default();
+    let second = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(first.id, second.id);
+    store.delete(first.id, &IfMatch::Any).await.unwrap();
+    assert_eq!(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+        Idempotent::Replay(second.clone())
+    );
+    store.delete(second.id, &IfMatch::Any).await.unwrap();
+    let third = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert!(third.id > second.id);
+
+    let stale = IdempotencyPolicy {
+        stale_after: std::time::Duration::ZERO,
+        ..IdempotencyPolicy::default()
+    };
+    let k = key("a", "abandoned");
+    let abandoned = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
+    let taken_over = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &stale, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        store
+            .create_claimed(&abandoned, new_visitor(body.clone()))
+            .await,
+        Err(StoreError::KeyInUse)
+    ));
+    assert_eq!(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body))
+            .await
+            .unwrap(),
+        Idempotent::Replay(taken_over)
+    );
+}
+
+/// Ten one-step creates with one key at once: exactly one creates; the others replay its answer
+/// or find the key in use.
+pub async fn concurrent_idempotent_creates_of_one_key_create_one_visitor(store: SharedStore) {
+    let body = json!({"name": "Once"});
+    let requests = (0..10).map(|_| {
+        let store = Arc::clone(&store);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let policy = IdempotencyPolicy::default();
+            store
+                .create_idempotent(
+                    &key("a", "race"),
+                    &fingerprint(&body),
+                    &policy,
+                    new_visitor(body),
+                )
+                .await
+        })
+    });
+    let mut made = Vec::new();
+    let mut replayed = Vec::new();
+    for outcome in join_all(requests).await {
+        match outcome.expect("the task ran").expect("no store error") {
+            Idempotent::Created(stored) => made.push(stored),
+            Idempotent::Replay(stored) => replayed.push(stored),
+            Idempotent::InUse => {}
+            Idempotent::Mismatch => panic!("one body, no mismatch"),
+        }
+    }
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(replayed.iter().all(|answer| *answer == made[0]));
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 20))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [made[0].id.get()]);
 }

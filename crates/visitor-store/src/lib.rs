@@ -285,10 +285,46 @@ pub enum Claim {
     InUse,
 }
 
+/// What an idempotent create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent {
+    /// No live record held the key: the visitor was created and recorded as its answer.
+    Created(StoredVisitor),
+    /// A request with the same body succeeded: its answer, the visitor as it was created.
+    Replay(StoredVisitor),
+    /// A request with another body holds the key.
+    Mismatch,
+    /// A request with this key is still running.
+    InUse,
+}
+
 /// Records of idempotent creates. Implemented by every backend next to its [`VisitorStore`],
 /// over the same storage, so a create and its record are written atomically.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
+    /// Creates the visitor under `key`, or reports the record that holds the key: the whole of
+    /// an idempotent create. A backend may do it in one step (no other request ever sees the
+    /// claim); the default claims, then creates.
+    ///
+    /// Errors: those of [`IdempotencyStore::claim`] and [`IdempotencyStore::create_claimed`];
+    /// on any error nothing is stored and the key stays free.
+    async fn create_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+        new: NewVisitor,
+    ) -> Result<Idempotent, StoreError> {
+        Ok(match self.claim(key, fingerprint, policy).await? {
+            Claim::Acquired(ticket) => {
+                Idempotent::Created(self.create_claimed(&ticket, new).await?)
+            }
+            Claim::Replay(answer) => Idempotent::Replay(answer),
+            Claim::Mismatch => Idempotent::Mismatch,
+            Claim::InUse => Idempotent::InUse,
+        })
+    }
+
     /// Claims `key` for a create whose body has `fingerprint`, or reports the record that holds
     /// it. An expired record, or a claim older than `policy.stale_after` that never completed,
     /// counts as no record. Of many concurrent claims of one free key, exactly one is acquired.

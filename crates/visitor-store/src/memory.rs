@@ -1,5 +1,6 @@
 //! The in-memory backend: visitors in shards, each a vector behind its own lock, an index of
-//! external ids by hash, and the idempotency records in a map. Nothing survives the process.
+//! external ids by hash, and the idempotency records in maps sharded by key. Nothing survives
+//! the process.
 //!
 //! Ids are handed out from 1 upward by an atomic counter; visitor `n` lives in shard `n % SHARDS`
 //! at slot `n / SHARDS`, so a lookup is two array accesses and growing one shard copies only a
@@ -7,8 +8,12 @@
 //! index keeps a 64-bit hash per visitor rather than a second copy of the string; a hash
 //! collision is resolved by comparing the stored visitors' ids.
 //!
-//! Locks are taken in one order: idempotency records, then an external-id index shard, then a
-//! visitor shard.
+//! The idempotency records live in [`RECORD_SHARDS`] maps by the key's hash, so no one map grows
+//! large enough for its rehash to pause creates, and a visitor created under a key keeps that key
+//! in its slot, so erasing it finds its record without a scan.
+//!
+//! Locks are taken in one order: an idempotency record shard, then an external-id index shard,
+//! then a visitor shard.
 
 use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
@@ -22,23 +27,32 @@ use async_trait::async_trait;
 use visitor_domain::{BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch};
 
 use crate::{
-    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch, ListQuery,
-    Order, StoreError, StoredVisitor, Version, VisitorStore,
+    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
+    ListQuery, Order, StoreError, StoredVisitor, Version, VisitorStore,
 };
 
 const SHARDS: usize = 16;
+const RECORD_SHARDS: usize = 64;
 
 /// Keeps visitors in memory. Ids run from 1 upward; `external_id` is unique.
 ///
 /// `S` hashes external ids for the index (tests use a hasher that makes every id collide).
 #[derive(Debug)]
 pub struct MemoryStore<S = RandomState> {
-    shards: [RwLock<Vec<Option<StoredVisitor>>>; SHARDS],
+    shards: [RwLock<Vec<Option<Slot>>>; SHARDS],
     external_ids: [Mutex<ExternalIdIndex>; SHARDS],
     hasher: S,
     last_id: AtomicI64,
-    records: Mutex<HashMap<IdempotencyKey, Record>>,
+    records: [Mutex<HashMap<IdempotencyKey, Record>>; RECORD_SHARDS],
     last_claim: AtomicI64,
+}
+
+/// A stored visitor, and the idempotency key it was created under, if any: the one record that
+/// may hold a copy of its data.
+#[derive(Debug)]
+struct Slot {
+    stored: StoredVisitor,
+    key: Option<Box<IdempotencyKey>>,
 }
 
 impl Default for MemoryStore {
@@ -152,7 +166,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             external_ids: std::array::from_fn(|_| Mutex::new(ExternalIdIndex::default())),
             hasher,
             last_id: AtomicI64::new(0),
-            records: Mutex::new(HashMap::new()),
+            records: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             last_claim: AtomicI64::new(0),
         }
     }
@@ -169,7 +183,7 @@ impl<S: BuildHasher> MemoryStore<S> {
         self.len() == 0
     }
 
-    fn with_visitor<T>(&self, id: VisitorId, f: impl FnOnce(&StoredVisitor) -> T) -> Option<T> {
+    fn with_slot<T>(&self, id: VisitorId, f: impl FnOnce(&Slot) -> T) -> Option<T> {
         let (shard, slot) = place(id);
         read(&self.shards[shard])
             .get(slot)
@@ -177,8 +191,25 @@ impl<S: BuildHasher> MemoryStore<S> {
             .map(f)
     }
 
-    /// Assigns the next id and stores the visitor under it.
-    fn insert(&self, new: NewVisitor, now: Created) -> Result<StoredVisitor, StoreError> {
+    fn with_visitor<T>(&self, id: VisitorId, f: impl FnOnce(&StoredVisitor) -> T) -> Option<T> {
+        self.with_slot(id, |slot| f(&slot.stored))
+    }
+
+    /// The record shard of a key.
+    fn record_shard(
+        &self,
+        key: &IdempotencyKey,
+    ) -> MutexGuard<'_, HashMap<IdempotencyKey, Record>> {
+        lock(&self.records[(self.hasher.hash_one(key) % RECORD_SHARDS as u64) as usize])
+    }
+
+    /// Assigns the next id and stores the visitor under it, with the key it was created under.
+    fn insert(
+        &self,
+        new: NewVisitor,
+        now: Created,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<StoredVisitor, StoreError> {
         let next = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         let id =
             VisitorId::new(next).map_err(|_| StoreError::internal("visitor ids are exhausted"))?;
@@ -191,7 +222,10 @@ impl<S: BuildHasher> MemoryStore<S> {
         if shard.len() <= slot {
             shard.resize_with(slot + 1, || None);
         }
-        shard[slot] = Some(stored.clone());
+        shard[slot] = Some(Slot {
+            stored: stored.clone(),
+            key: key.map(|key| Box::new(key.clone())),
+        });
         Ok(stored)
     }
 
@@ -211,10 +245,16 @@ impl<S: BuildHasher> MemoryStore<S> {
         lock(&self.external_ids[(hash % SHARDS as u64) as usize])
     }
 
-    fn create_now(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
+    /// Creates a visitor; `key` is the idempotency key it is created under, whose record shard
+    /// the caller holds.
+    fn create_now(
+        &self,
+        new: NewVisitor,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<StoredVisitor, StoreError> {
         let now = Created::now();
         let Some(external_id) = new.external_id.clone() else {
-            return self.insert(new, now);
+            return self.insert(new, now, key);
         };
         let hash = self.hasher.hash_one(external_id.as_str());
         // Holding the index shard of this hash makes check-and-insert atomic for the id.
@@ -222,7 +262,7 @@ impl<S: BuildHasher> MemoryStore<S> {
         if self.external_id_taken(&index, hash, &external_id) {
             return Err(StoreError::Conflict);
         }
-        let visitor = self.insert(new, now)?;
+        let visitor = self.insert(new, now, key)?;
         index.insert(hash, visitor.id);
         Ok(visitor)
     }
@@ -246,7 +286,7 @@ impl<S: BuildHasher> MemoryStore<S> {
 #[async_trait]
 impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStore<S> {
     async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
-        self.create_now(new)
+        self.create_now(new, None)
     }
 
     async fn get(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
@@ -262,10 +302,11 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
     ) -> Result<StoredVisitor, StoreError> {
         let (shard, slot) = place(id);
         let mut shard = write(&self.shards[shard]);
-        let stored = shard
+        let stored = &mut shard
             .get_mut(slot)
             .and_then(Option::as_mut)
-            .ok_or(StoreError::NotFound)?;
+            .ok_or(StoreError::NotFound)?
+            .stored;
         if !condition.accepts(stored.version) {
             return Err(StoreError::PreconditionFailed);
         }
@@ -278,32 +319,43 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
     }
 
     async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError> {
-        let external_id = self
-            .with_visitor(id, |stored| stored.external_id.clone())
+        // Neither changes while the visitor lives.
+        let (external_id, key) = self
+            .with_slot(id, |slot| {
+                (slot.stored.external_id.clone(), slot.key.clone())
+            })
             .ok_or(StoreError::NotFound)?;
         let hash = external_id
             .as_ref()
             .map(|external_id| self.hasher.hash_one(external_id.as_str()));
+        let mut records = key.as_deref().map(|key| self.record_shard(key));
+        let mut index = hash.map(|hash| self.index_shard(hash));
+        let (shard, slot) = place(id);
+        let mut shard = write(&self.shards[shard]);
+        let slot = shard
+            .get_mut(slot)
+            .filter(|slot| slot.is_some())
+            .ok_or(StoreError::NotFound)?;
+        if !slot
+            .as_ref()
+            .is_some_and(|slot| condition.accepts(slot.stored.version))
         {
-            let mut index = hash.map(|hash| self.index_shard(hash));
-            let (shard, slot) = place(id);
-            let mut shard = write(&self.shards[shard]);
-            let stored = shard
-                .get_mut(slot)
-                .filter(|stored| stored.is_some())
-                .ok_or(StoreError::NotFound)?;
-            if !stored
-                .as_ref()
-                .is_some_and(|s| condition.accepts(s.version))
+            return Err(StoreError::PreconditionFailed);
+        }
+        *slot = None;
+        if let (Some(index), Some(hash)) = (index.as_mut(), hash) {
+            index.remove(hash, id);
+        }
+        // The record under its key holds its data unless a later create has taken the key over.
+        if let (Some(records), Some(key)) = (records.as_mut(), key.as_deref()) {
+            if records
+                .get(key)
+                .and_then(|record| record.done.as_ref())
+                .is_some_and(|answer| answer.id == id)
             {
-                return Err(StoreError::PreconditionFailed);
-            }
-            *stored = None;
-            if let (Some(index), Some(hash)) = (index.as_mut(), hash) {
-                index.remove(hash, id);
+                records.remove(key);
             }
         }
-        lock(&self.records).retain(|_, record| record.done.as_ref().is_none_or(|v| v.id != id));
         Ok(())
     }
 
@@ -347,8 +399,58 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
     }
 }
 
+impl Record {
+    /// What a live record tells a request with `fingerprint`.
+    fn verdict(&self, fingerprint: &BodyFingerprint) -> Idempotent {
+        match &self.done {
+            None => Idempotent::InUse,
+            Some(_) if self.fingerprint != *fingerprint => Idempotent::Mismatch,
+            Some(answer) => Idempotent::Replay(answer.clone()),
+        }
+    }
+}
+
+impl<S: BuildHasher> MemoryStore<S> {
+    /// A record for a claim made now, completed with `done` if given.
+    fn record(
+        &self,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+        now: Instant,
+        done: Option<StoredVisitor>,
+    ) -> Record {
+        Record {
+            fingerprint: *fingerprint,
+            // Claims need only differ from each other.
+            claim: self.last_claim.fetch_add(1, Ordering::Relaxed),
+            claimed_at: now,
+            expires_at: now + policy.ttl,
+            done,
+        }
+    }
+}
+
 #[async_trait]
 impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for MemoryStore<S> {
+    /// In one hold of the key's record shard: no other request ever sees the claim.
+    async fn create_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+        new: NewVisitor,
+    ) -> Result<Idempotent, StoreError> {
+        let now = Instant::now();
+        let mut records = self.record_shard(key);
+        if let Some(record) = records.get(key).filter(|r| !r.is_dead(now, policy)) {
+            return Ok(record.verdict(fingerprint));
+        }
+        let stored = self.create_now(new, Some(key))?;
+        let record = self.record(fingerprint, policy, now, Some(stored.clone()));
+        records.insert(key.clone(), record);
+        Ok(Idempotent::Created(stored))
+    }
+
     async fn claim(
         &self,
         key: &IdempotencyKey,
@@ -356,26 +458,17 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
         policy: &IdempotencyPolicy,
     ) -> Result<Claim, StoreError> {
         let now = Instant::now();
-        let mut records = lock(&self.records);
+        let mut records = self.record_shard(key);
         if let Some(record) = records.get(key).filter(|r| !r.is_dead(now, policy)) {
-            return Ok(match &record.done {
-                None => Claim::InUse,
-                Some(_) if record.fingerprint != *fingerprint => Claim::Mismatch,
-                Some(answer) => Claim::Replay(answer.clone()),
+            return Ok(match record.verdict(fingerprint) {
+                Idempotent::Replay(answer) => Claim::Replay(answer),
+                Idempotent::Mismatch => Claim::Mismatch,
+                Idempotent::InUse | Idempotent::Created(_) => Claim::InUse,
             });
         }
-        // Claims need only differ from each other.
-        let claim = self.last_claim.fetch_add(1, Ordering::Relaxed);
-        records.insert(
-            key.clone(),
-            Record {
-                fingerprint: *fingerprint,
-                claim,
-                claimed_at: now,
-                expires_at: now + policy.ttl,
-                done: None,
-            },
-        );
+        let record = self.record(fingerprint, policy, now, None);
+        let claim = record.claim;
+        records.insert(key.clone(), record);
         Ok(Claim::Acquired(ClaimTicket {
             key: key.clone(),
             claim,
@@ -387,14 +480,14 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
         ticket: &ClaimTicket,
         new: NewVisitor,
     ) -> Result<StoredVisitor, StoreError> {
-        let mut records = lock(&self.records);
+        let mut records = self.record_shard(&ticket.key);
         let Some(record) = records
             .get_mut(&ticket.key)
             .filter(|r| r.claim == ticket.claim && r.done.is_none())
         else {
             return Err(StoreError::KeyInUse);
         };
-        match self.create_now(new) {
+        match self.create_now(new, Some(&ticket.key)) {
             Ok(stored) => {
                 record.done = Some(stored.clone());
                 Ok(stored)
@@ -407,7 +500,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
     }
 
     async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
-        let mut records = lock(&self.records);
+        let mut records = self.record_shard(&ticket.key);
         if records
             .get(&ticket.key)
             .is_some_and(|r| r.claim == ticket.claim && r.done.is_none())
@@ -419,10 +512,14 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = Instant::now();
-        let mut records = lock(&self.records);
-        let before = records.len();
-        records.retain(|_, record| !record.expired(now));
-        Ok((before - records.len()) as u64)
+        let mut purged = 0;
+        for shard in &self.records {
+            let mut records = lock(shard);
+            let before = records.len();
+            records.retain(|_, record| !record.expired(now));
+            purged += (before - records.len()) as u64;
+        }
+        Ok(purged)
     }
 }
 

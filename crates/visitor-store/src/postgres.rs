@@ -18,9 +18,9 @@ use visitor_domain::{
 };
 
 use crate::{
-    ActiveToken, Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, IfMatch,
-    ListQuery, Order, PoolStatus, Role, StoreError, StoredVisitor, TokenDigest, TokenRecord,
-    TokenStore, Version, VisitorStore,
+    ActiveToken, Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore,
+    Idempotent, IfMatch, ListQuery, Order, PoolStatus, Role, StoreError, StoredVisitor,
+    TokenDigest, TokenRecord, TokenStore, Version, VisitorStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -503,8 +503,101 @@ struct RecordRow {
     version: Option<i64>,
 }
 
+/// What `create_visitor_idempotent` returns.
+struct IdempotentRow {
+    claimed: bool,
+    fingerprint: Vec<u8>,
+    answer: Option<String>,
+    version: Option<i64>,
+}
+
+/// The SQLSTATE `create_visitor_idempotent` raises when a concurrent call recorded the key first.
+const KEY_IN_USE: &str = "VK001";
+
+/// A recorded answer as the store returns it.
+fn recorded_answer(answer: &str, version: i64) -> Result<StoredVisitor, StoreError> {
+    let visitor: Visitor = serde_json::from_str(answer).map_err(|error| {
+        StoreError::internal(format!("a recorded answer cannot be read: {error}"))
+    })?;
+    Ok(StoredVisitor {
+        visitor,
+        version: Version::new(version),
+    })
+}
+
+/// What a live record tells a request with `fingerprint`.
+fn verdict(
+    record_fingerprint: &[u8],
+    answer: Option<String>,
+    version: Option<i64>,
+    fingerprint: &BodyFingerprint,
+) -> Result<Claim, StoreError> {
+    let (Some(answer), Some(version)) = (answer, version) else {
+        return Ok(Claim::InUse);
+    };
+    if record_fingerprint != fingerprint.as_bytes().as_slice() {
+        return Ok(Claim::Mismatch);
+    }
+    Ok(Claim::Replay(recorded_answer(&answer, version)?))
+}
+
 #[async_trait]
 impl IdempotencyStore for PgStore {
+    /// One call of `create_visitor_idempotent` (migration 4): one round trip, one commit.
+    #[tracing::instrument(level = "debug", name = "store.create_idempotent", skip_all)]
+    async fn create_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &BodyFingerprint,
+        policy: &IdempotencyPolicy,
+        new: NewVisitor,
+    ) -> Result<Idempotent, StoreError> {
+        self.migrate().await?;
+        let created = new.created.unwrap_or_else(Created::now);
+        let row = sqlx::query_as!(
+            IdempotentRow,
+            r#"SELECT claimed AS "claimed!", recorded_fingerprint AS "fingerprint!",
+                      recorded_answer AS answer, recorded_version AS version
+               FROM create_visitor_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+            key.owner,
+            key.key,
+            fingerprint.as_bytes().as_slice(),
+            policy.ttl.as_secs_f64(),
+            policy.stale_after.as_secs_f64(),
+            new.name.as_ref().map(Name::as_str),
+            new.email.as_ref().map(Email::as_str),
+            new.phone.as_ref().map(Phone::as_str),
+            new.notes.as_ref().map(Notes::as_str),
+            new.external_id.as_ref().map(ExternalId::as_str),
+            new.banned,
+            created.get(),
+        )
+        .fetch_one(&self.pool)
+        .await;
+        let row = match row {
+            Ok(row) => row,
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(KEY_IN_USE) => {
+                return Ok(Idempotent::InUse)
+            }
+            Err(error) => return Err(translate(error)),
+        };
+        if row.claimed {
+            let (Some(answer), Some(version)) = (row.answer, row.version) else {
+                return Err(StoreError::internal(
+                    "a new record came back without its answer",
+                ));
+            };
+            return Ok(Idempotent::Created(recorded_answer(&answer, version)?));
+        }
+        Ok(
+            match verdict(&row.fingerprint, row.answer, row.version, fingerprint)? {
+                Claim::Replay(answer) => Idempotent::Replay(answer),
+                Claim::Mismatch => Idempotent::Mismatch,
+                Claim::InUse | Claim::Acquired(_) => Idempotent::InUse,
+            },
+        )
+    }
+
     #[tracing::instrument(level = "debug", name = "store.claim", skip_all)]
     async fn claim(
         &self,
@@ -557,19 +650,12 @@ impl IdempotencyStore for PgStore {
         let Some(record) = record else {
             return Ok(Claim::InUse);
         };
-        let (Some(answer), Some(version)) = (record.answer, record.version) else {
-            return Ok(Claim::InUse);
-        };
-        if record.fingerprint.as_slice() != fingerprint.as_bytes().as_slice() {
-            return Ok(Claim::Mismatch);
-        }
-        let visitor: Visitor = serde_json::from_str(&answer).map_err(|error| {
-            StoreError::internal(format!("a recorded answer cannot be read: {error}"))
-        })?;
-        Ok(Claim::Replay(StoredVisitor {
-            visitor,
-            version: Version::new(version),
-        }))
+        verdict(
+            &record.fingerprint,
+            record.answer,
+            record.version,
+            fingerprint,
+        )
     }
 
     #[tracing::instrument(level = "debug", name = "store.create_claimed", skip_all)]
