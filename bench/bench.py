@@ -153,6 +153,7 @@ PGBENCH_SCRIPTS = {
     "show": ["show.sql"],
     "list": ["list.sql"],
     "create": ["create.sql"],
+    "create_idem": ["create_idem.sql"],
     "update": ["update.sql"],
     "mix": ["show.sql@80", "update.sql@20"],
 }
@@ -274,6 +275,7 @@ def main():
             database[(w, HEADLINE)] = measure_pgbench(url, w, HEADLINE)
         for c in SWEEP:
             database.setdefault(("show", c), measure_pgbench(url, "show", c))
+        notes["pgbench_create_idem"] = measure_pgbench(url, "create_idem", HEADLINE)
         log("database ceiling measured")
         results = [(w, s, c, r, database[(w, c)] if s == "postgres" else ceil)
                    for (w, s, c, r, ceil) in results]
@@ -346,6 +348,13 @@ def report(results, framework, scale, show_10k, notes):
             f"{v2['show304']['rps'] / show['rps']:.2f}; Create with Idempotency-Key "
             f"{v2['create_idem']['rps']:.0f} (p99 {v2['create_idem']['p99_ms']:.2f} ms) / Create "
             f"{create['rps']:.0f}: {v2['create_idem']['rps'] / create['rps']:.2f}.")
+    idem_db = notes["pgbench_create_idem"]
+    create_db = next(ceil for (w, s, c, _, ceil) in results if (w, s, c) == ("create", "postgres", HEADLINE))
+    lines.append(
+        f"- The database's own share: pgbench calling the idempotent create's function "
+        f"{idem_db['rps']:.0f} transactions/s (p99 {idem_db['p99_ms']:.2f} ms) / pgbench's plain "
+        f"insert {create_db['rps']:.0f}: {idem_db['rps'] / create_db['rps']:.2f}; the service's "
+        f"idempotent create / pgbench's: {notes['postgres_v2']['create_idem']['rps'] / idem_db['rps']:.2f}.")
     lists = notes["lists"]
     lines.append(
         f"- List, 100 per page, Postgres with {SCALE:,} visitors, {HEADLINE} connections: first page "

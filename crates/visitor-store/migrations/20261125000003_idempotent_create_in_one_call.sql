@@ -2,6 +2,11 @@
 -- creating the visitor and recording the answer took five round trips and two commits. No other
 -- request ever sees the claim: it is written with its answer, in the same transaction.
 
+-- Keys are compared for equality only: byte order is exact and the cheapest to keep an index in.
+ALTER TABLE idempotency_keys
+    ALTER COLUMN owner TYPE text COLLATE "C",
+    ALTER COLUMN key TYPE text COLLATE "C";
+
 -- A visitor as the API writes it (the eight keys; `created` as RFC 3339 in UTC), for the
 -- recorded answer of an idempotent create. Postgres counts 1 BC as year -1; RFC 3339 as 0000.
 CREATE FUNCTION visitor_answer(v visitors) RETURNS text
