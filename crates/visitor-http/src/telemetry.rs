@@ -109,7 +109,10 @@ pub async fn request_context(
     let method = req.method().clone();
     let metrics = req.app_data::<Data<Metrics>>().cloned();
     let in_flight = metrics.as_ref().map(|metrics| metrics.start());
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // At debug level: an enabled span is entered and left on every poll of the request (dozens
+    // for a page of List), and the JSON log does not print spans; the access line below carries
+    // the id. `RUST_LOG=debug` puts it on every event inside the request.
+    let span = tracing::debug_span!("request", request_id = %request_id);
 
     // Inner layers answer errors as responses; an `Err` here would be a bug in one of them.
     let response = next.call(req).instrument(span.clone()).await?;

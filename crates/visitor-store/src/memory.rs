@@ -3,8 +3,8 @@
 //! the process.
 //!
 //! Ids are handed out from 1 upward by an atomic counter; visitor `n` lives in shard `n % SHARDS`
-//! at slot `n / SHARDS`, so a lookup is two array accesses and growing one shard copies only a
-//! sixteenth of the store (no pause while a large map rehashes under its lock). The external-id
+//! at slot `n / SHARDS`, so a lookup is a few array accesses. A shard grows by whole chunks of
+//! slots, so growing never copies what is stored (no pause under its lock, however large). The external-id
 //! index keeps a 64-bit hash per visitor rather than a second copy of the string; a hash
 //! collision is resolved by comparing the stored visitors' ids.
 //!
@@ -39,12 +39,47 @@ const RECORD_SHARDS: usize = 64;
 /// `S` hashes external ids for the index (tests use a hasher that makes every id collide).
 #[derive(Debug)]
 pub struct MemoryStore<S = RandomState> {
-    shards: [RwLock<Vec<Option<Slot>>>; SHARDS],
+    shards: [RwLock<Slots>; SHARDS],
     external_ids: [Mutex<ExternalIdIndex>; SHARDS],
     hasher: S,
     last_id: AtomicI64,
     records: [Mutex<HashMap<IdempotencyKey, Record>>; RECORD_SHARDS],
     last_claim: AtomicI64,
+}
+
+/// The slots of a shard, in chunks of [`CHUNK`].
+#[derive(Debug, Default)]
+struct Slots {
+    chunks: Vec<Box<[Option<Slot>]>>,
+}
+
+/// Slots per chunk.
+const CHUNK: usize = 1024;
+
+impl Slots {
+    fn get(&self, n: usize) -> Option<&Slot> {
+        self.chunks.get(n / CHUNK)?[n % CHUNK].as_ref()
+    }
+
+    fn get_mut(&mut self, n: usize) -> Option<&mut Option<Slot>> {
+        Some(&mut self.chunks.get_mut(n / CHUNK)?[n % CHUNK])
+    }
+
+    /// The slot `n`, adding chunks up to it.
+    fn slot(&mut self, n: usize) -> &mut Option<Slot> {
+        while self.chunks.len() <= n / CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| None).collect());
+        }
+        &mut self.chunks[n / CHUNK][n % CHUNK]
+    }
+
+    fn count(&self) -> usize {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .filter(|slot| slot.is_some())
+            .count()
+    }
 }
 
 /// A stored visitor, and the idempotency key it was created under, if any: the one record that
@@ -68,7 +103,8 @@ struct Record {
     claim: i64,
     claimed_at: Instant,
     expires_at: Instant,
-    done: Option<StoredVisitor>,
+    /// Boxed, so a record is small and a growing map moves little when it rehashes.
+    done: Option<Box<StoredVisitor>>,
 }
 
 impl Record {
@@ -162,7 +198,7 @@ impl<S: BuildHasher> MemoryStore<S> {
     /// A store whose external-id index hashes with `hasher`.
     pub fn with_hasher(hasher: S) -> Self {
         Self {
-            shards: std::array::from_fn(|_| RwLock::new(Vec::new())),
+            shards: std::array::from_fn(|_| RwLock::new(Slots::default())),
             external_ids: std::array::from_fn(|_| Mutex::new(ExternalIdIndex::default())),
             hasher,
             last_id: AtomicI64::new(0),
@@ -173,10 +209,7 @@ impl<S: BuildHasher> MemoryStore<S> {
 
     /// The number of visitors held.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| read(shard).iter().filter(|slot| slot.is_some()).count())
-            .sum()
+        self.shards.iter().map(|shard| read(shard).count()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -185,10 +218,7 @@ impl<S: BuildHasher> MemoryStore<S> {
 
     fn with_slot<T>(&self, id: VisitorId, f: impl FnOnce(&Slot) -> T) -> Option<T> {
         let (shard, slot) = place(id);
-        read(&self.shards[shard])
-            .get(slot)
-            .and_then(Option::as_ref)
-            .map(f)
+        read(&self.shards[shard]).get(slot).map(f)
     }
 
     fn with_visitor<T>(&self, id: VisitorId, f: impl FnOnce(&StoredVisitor) -> T) -> Option<T> {
@@ -218,11 +248,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             version: Version::FIRST,
         };
         let (shard, slot) = place(id);
-        let mut shard = write(&self.shards[shard]);
-        if shard.len() <= slot {
-            shard.resize_with(slot + 1, || None);
-        }
-        shard[slot] = Some(Slot {
+        *write(&self.shards[shard]).slot(slot) = Some(Slot {
             stored: stored.clone(),
             key: key.map(|key| Box::new(key.clone())),
         });
@@ -405,7 +431,7 @@ impl Record {
         match &self.done {
             None => Idempotent::InUse,
             Some(_) if self.fingerprint != *fingerprint => Idempotent::Mismatch,
-            Some(answer) => Idempotent::Replay(answer.clone()),
+            Some(answer) => Idempotent::Replay(StoredVisitor::clone(answer)),
         }
     }
 }
@@ -425,7 +451,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             claim: self.last_claim.fetch_add(1, Ordering::Relaxed),
             claimed_at: now,
             expires_at: now + policy.ttl,
-            done,
+            done: done.map(Box::new),
         }
     }
 }
@@ -489,7 +515,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
         };
         match self.create_now(new, Some(&ticket.key)) {
             Ok(stored) => {
-                record.done = Some(stored.clone());
+                record.done = Some(Box::new(stored.clone()));
                 Ok(stored)
             }
             Err(error) => {
@@ -662,10 +688,10 @@ mod tests {
             record.is_dead(at(3), &policy),
             "a claim is stale at exactly stale_after"
         );
-        record.done = Some(StoredVisitor {
+        record.done = Some(Box::new(StoredVisitor {
             visitor: NewVisitor::default().into_visitor(VisitorId::new(1).unwrap(), Created::now()),
             version: Version::FIRST,
-        });
+        }));
         assert!(
             !record.is_dead(at(9), &policy),
             "a completed record lives until it expires"
@@ -683,6 +709,25 @@ mod tests {
         store.delete(created.id, &IfMatch::Any).await.unwrap();
         assert!(store.is_empty());
         store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn visitors_beyond_the_first_chunk_of_a_shard_are_kept() {
+        let store = MemoryStore::new();
+        let count = SHARDS * CHUNK + SHARDS * 2;
+        for _ in 0..count {
+            store.create(NewVisitor::default()).await.unwrap();
+        }
+        assert_eq!(store.len(), count);
+        let boundary = (SHARDS * CHUNK) as i64;
+        for id in [1, boundary - 1, boundary, boundary + 1, count as i64] {
+            let id = VisitorId::new(id).unwrap();
+            assert_eq!(store.get(id).await.unwrap().id, id);
+        }
+        let erased = VisitorId::new(boundary + 1).unwrap();
+        store.delete(erased, &IfMatch::Any).await.unwrap();
+        assert!(matches!(store.get(erased).await, Err(StoreError::NotFound)));
+        assert_eq!(store.len(), count - 1);
     }
 
     #[tokio::test]

@@ -72,17 +72,18 @@ struct VisitorRow {
 }
 
 impl VisitorRow {
+    /// Decodes a row of [`COLUMNS`], by position (no lookup of each column's name).
     fn decode(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            email: row.try_get("email")?,
-            phone: row.try_get("phone")?,
-            notes: row.try_get("notes")?,
-            external_id: row.try_get("external_id")?,
-            banned: row.try_get("banned")?,
-            created: row.try_get("created")?,
-            version: row.try_get("version")?,
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            email: row.try_get(2)?,
+            phone: row.try_get(3)?,
+            notes: row.try_get(4)?,
+            external_id: row.try_get(5)?,
+            banned: row.try_get(6)?,
+            created: row.try_get(7)?,
+            version: row.try_get(8)?,
         })
     }
 }
