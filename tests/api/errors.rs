@@ -248,6 +248,7 @@ async fn an_unreachable_database_gives_503_with_retry_after() {
     let options = visitor_store::PgStoreOptions {
         max_connections: 2,
         acquire_timeout: std::time::Duration::from_secs(1),
+        ..visitor_store::PgStoreOptions::default()
     };
     let store =
         visitor_store::PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/visitors", &options)

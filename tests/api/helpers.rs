@@ -7,12 +7,11 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
 use visitor_http::startup::Shutdown;
 use visitor_http::{AppState, Application, ServerOptions};
-use visitor_store::{IdempotencyPolicy, MemoryStore, PgStore, SharedStorage};
+use visitor_store::{IdempotencyPolicy, MemoryStore, PgStore, PgStoreOptions, SharedStorage};
 
 pub const ADMIN_TOKEN: &str = "admin-test-token";
 pub const AGENT_TOKEN: &str = "agent-test-token";
@@ -54,7 +53,7 @@ pub struct TestApp {
     handle: ServerHandle,
     /// Drains and stops the server as SIGTERM does.
     pub shutdown: Shutdown,
-    pool: Option<PgPool>,
+    store: Option<Arc<PgStore>>,
 }
 
 /// The tokens every test server accepts: [`ADMIN_TOKEN`], [`AGENT_TOKEN`] and
@@ -69,25 +68,29 @@ pub fn tokens() -> TokenRegistry {
     ])
 }
 
-pub async fn spawn_with(store: SharedStorage, pool: Option<PgPool>) -> TestApp {
-    spawn_with_policy(store, pool, IdempotencyPolicy::default()).await
+pub async fn spawn_with(store: SharedStorage, postgres: Option<Arc<PgStore>>) -> TestApp {
+    spawn_with_policy(store, postgres, IdempotencyPolicy::default()).await
 }
 
 pub async fn spawn_with_policy(
     store: SharedStorage,
-    pool: Option<PgPool>,
+    postgres: Option<Arc<PgStore>>,
     idempotency: IdempotencyPolicy,
 ) -> TestApp {
     let state = AppState {
         idempotency,
         ..AppState::new(store, tokens())
     };
-    spawn_state(state, pool, Duration::ZERO).await
+    spawn_state(state, postgres, Duration::ZERO).await
 }
 
 /// Starts a server for `state` (rate limits off unless it sets them) with `drain` as its drain
-/// period.
-pub async fn spawn_state(state: AppState, pool: Option<PgPool>, drain: Duration) -> TestApp {
+/// period; `postgres`, when given, is closed by [`TestApp::stop`].
+pub async fn spawn_state(
+    state: AppState,
+    postgres: Option<Arc<PgStore>>,
+    drain: Duration,
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let options = ServerOptions {
         workers: Some(2),
@@ -105,7 +108,7 @@ pub async fn spawn_state(state: AppState, pool: Option<PgPool>, drain: Duration)
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         handle,
         shutdown,
-        pool,
+        store: postgres,
     }
 }
 
@@ -113,13 +116,17 @@ pub async fn spawn_memory() -> TestApp {
     spawn_with(Arc::new(MemoryStore::new()), None).await
 }
 
-/// The server gets its own pool on the test's fresh database, closed by [`TestApp::stop`].
+/// The server gets a store of its own on the test's fresh database, closed by [`TestApp::stop`].
 pub async fn spawn_postgres(test_pool: &PgPool) -> TestApp {
-    let options = (*test_pool.connect_options()).clone();
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect_lazy_with(options);
-    spawn_with(Arc::new(PgStore::from_pool(pool.clone())), Some(pool)).await
+    let options = PgStoreOptions {
+        max_connections: 10,
+        ..PgStoreOptions::default()
+    };
+    let store = Arc::new(PgStore::with_options(
+        (*test_pool.connect_options()).clone(),
+        &options,
+    ));
+    spawn_with(store.clone(), Some(store)).await
 }
 
 /// An answer: status, headers and the body parsed as JSON (`Value::Null` when empty).
@@ -269,11 +276,12 @@ impl TestApp {
             .await
     }
 
-    /// Stops the server and closes its database pool (so the test database can be dropped).
+    /// Stops the server and closes its store's connections (so the test database can be
+    /// dropped).
     pub async fn stop(self) {
         self.handle.stop(true).await;
-        if let Some(pool) = self.pool {
-            pool.close().await;
+        if let Some(store) = self.store {
+            store.close().await;
         }
     }
 }

@@ -232,11 +232,15 @@ async fn metrics_count_requests_by_route_template_and_status() {
 
 #[sqlx::test(migrations = false)]
 async fn metrics_show_the_pool_and_store_errors(pool: PgPool) {
-    let options = (*pool.connect_options()).clone();
-    let own = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect_lazy_with(options);
-    let state = AppState::new(Arc::new(PgStore::from_pool(own.clone())), tokens());
+    let options = PgStoreOptions {
+        max_connections: 4,
+        ..PgStoreOptions::default()
+    };
+    let own = Arc::new(PgStore::with_options(
+        (*pool.connect_options()).clone(),
+        &options,
+    ));
+    let state = AppState::new(own.clone(), tokens());
     let app = spawn_state(state, Some(own), Duration::ZERO).await;
     app.created(&json!({"name": "Pooled"})).await;
     let text = scrape(&app.client, &app.url("/metrics")).await;
@@ -259,6 +263,7 @@ async fn metrics_show_the_pool_and_store_errors(pool: PgPool) {
     let options = PgStoreOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_millis(300),
+        ..PgStoreOptions::default()
     };
     let down = PgStore::connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/x"), &options)
         .unwrap();
@@ -322,7 +327,7 @@ async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Durati
 
 #[sqlx::test(migrations = false)]
 async fn stored_tokens_are_honoured_and_revoked_within_five_seconds(pool: PgPool) {
-    let store = Arc::new(PgStore::from_pool(pool.clone()));
+    let store = Arc::new(PgStore::from_pool(&pool));
     let token_store: Arc<dyn TokenStore> = store.clone();
     let state = AppState {
         token_store: Some(token_store),

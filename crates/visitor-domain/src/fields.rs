@@ -266,10 +266,32 @@ impl fmt::Display for VisitorId {
 #[serde(try_from = "String")]
 pub struct Created(DateTime<Utc>);
 
-/// Written as its wire form, formatted straight into the output (no string in between).
+/// Written as its wire form, formatted on the stack (no string in between).
 impl Serialize for Created {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.wire_form().as_str())
+    }
+}
+
+/// The wire form of a [`Created`], `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff]Z`, held on the stack.
+struct WireForm {
+    bytes: [u8; 27],
+    len: usize,
+}
+
+impl WireForm {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Writes `value` as `out.len()` decimal digits, zero-padded (the value always fits).
+fn put_digits(out: &mut [u8], mut value: u32) {
+    for digit in out.iter_mut().rev() {
+        // `value % 10` is below 10, so the cast keeps it whole.
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -341,26 +363,40 @@ impl From<Created> for String {
 /// fractional seconds in 3 or 6 digits, as few as the value needs, and none when zero.
 impl fmt::Display for Created {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.wire_form().as_str())
+    }
+}
+
+impl Created {
+    fn wire_form(self) -> WireForm {
         let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
+        let mut bytes = *b"0000-00-00T00:00:00.000000Z";
+        // `from_datetime` keeps the year in 0..=9999.
+        put_digits(&mut bytes[0..4], t.year().unsigned_abs());
+        put_digits(&mut bytes[5..7], t.month());
+        put_digits(&mut bytes[8..10], t.day());
+        put_digits(&mut bytes[11..13], t.hour());
+        put_digits(&mut bytes[14..16], t.minute());
+        put_digits(&mut bytes[17..19], t.second());
         // Whole microseconds below one second: `from_datetime` drops the rest and rolls a leap
         // second over.
         let micros = t.nanosecond() / 1_000;
-        match micros {
-            0 => {}
-            _ if micros % 1_000 == 0 => write!(f, ".{:03}", micros / 1_000)?,
-            _ => write!(f, ".{micros:06}")?,
+        let len = match micros {
+            0 => 19,
+            _ if micros % 1_000 == 0 => {
+                put_digits(&mut bytes[20..23], micros / 1_000);
+                23
+            }
+            _ => {
+                put_digits(&mut bytes[20..26], micros);
+                26
+            }
+        };
+        bytes[len] = b'Z';
+        WireForm {
+            bytes,
+            len: len + 1,
         }
-        f.write_str("Z")
     }
 }
 

@@ -86,12 +86,19 @@ impl TokenSpec {
     }
 }
 
-/// Who sent a request that passed authentication: its role, and an identity derived from its
-/// token (the hex SHA-256 digest), under which its idempotency keys are kept.
+/// Who sent a request that passed authentication: its role, and its token's SHA-256 digest,
+/// under which its idempotency keys are kept.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Caller {
     pub role: Role,
-    pub owner: String,
+    digest: TokenDigest,
+}
+
+impl Caller {
+    /// The owner of the caller's idempotency keys: its token's digest in hex.
+    pub fn owner(&self) -> String {
+        hex::encode(self.digest)
+    }
 }
 
 impl fmt::Debug for Caller {
@@ -180,7 +187,7 @@ impl Identity {
         match self.role {
             Role::Administrator => Ok(Caller {
                 role: Role::Administrator,
-                owner: hex::encode(self.digest),
+                digest: self.digest,
             }),
             Role::Agent => Err(ApiError::Forbidden),
         }
@@ -236,13 +243,13 @@ pub async fn require_administrator(
     let per_token = limits
         .as_deref()
         .and_then(|limits| limits.per_token.as_ref());
-    let allowance = match per_token.map(|limiter| limiter.check(&identity.digest)) {
+    let allowance = match per_token.map(|limiter| (limiter, limiter.check(&identity.digest))) {
         None => None,
-        Some(Ok(allowance)) => Some(allowance),
-        Some(Err(refusal)) => {
+        Some((limiter, Ok(allowance))) => Some((limiter, allowance)),
+        Some((limiter, Err(refusal))) => {
             let mut response = req.error_response(ApiError::TooManyRequests(refusal.retry_after));
             if let Some(allowance) = refusal.allowance {
-                allowance.write_to(response.headers_mut());
+                limiter.write_headers(&allowance, response.headers_mut());
             }
             return Ok(response.map_into_right_body());
         }
@@ -254,8 +261,8 @@ pub async fn require_administrator(
         }
         Err(refusal) => req.error_response(refusal).map_into_right_body(),
     };
-    if let Some(allowance) = allowance {
-        allowance.write_to(response.headers_mut());
+    if let Some((limiter, allowance)) = allowance {
+        limiter.write_headers(&allowance, response.headers_mut());
     }
     Ok(response)
 }
@@ -285,8 +292,8 @@ mod tests {
         let registry = registry();
         let caller = registry.authorize(Some("Bearer admin-token")).unwrap();
         assert_eq!(caller.role, Role::Administrator);
-        assert_eq!(caller.owner, hex::encode(Sha256::digest(b"admin-token")));
-        assert!(!format!("{caller:?}").contains(&caller.owner));
+        assert_eq!(caller.owner(), hex::encode(Sha256::digest(b"admin-token")));
+        assert!(!format!("{caller:?}").contains(&caller.owner()));
         assert!(registry.authorize(Some("bearer admin-token")).is_ok());
         assert!(matches!(
             registry.authorize(Some("Bearer agent-token")),

@@ -8,7 +8,13 @@ use visitor_store::{IfMatch, StoredVisitor, Version};
 
 /// The strong entity tag of a stored visitor, quoted as it goes in the `ETag` header.
 pub fn etag(stored: &StoredVisitor) -> String {
-    format!("\"{}.{}\"", stored.id, stored.version.get())
+    let mut tag = String::with_capacity(44);
+    tag.push('"');
+    tag.push_str(itoa::Buffer::new().format(stored.id.get()));
+    tag.push('.');
+    tag.push_str(itoa::Buffer::new().format(stored.version.get()));
+    tag.push('"');
+    tag
 }
 
 /// What a conditional header says.

@@ -173,6 +173,7 @@ impl Config {
         PgStoreOptions {
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout.max(1)),
+            ..PgStoreOptions::default()
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod list;
+pub mod log_line;
+pub mod log_writer;
 pub mod metrics;
 pub mod openapi;
 pub mod prefer;

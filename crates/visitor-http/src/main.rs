@@ -41,7 +41,13 @@ fn main() -> ExitCode {
         };
     }
     // Dropped last, after the server has stopped: every line logged before is written.
-    let _log_writer = telemetry::init(config.log_format);
+    let _log_writer = match telemetry::init(config.log_format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("visitor-http: cannot start the log writer: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match actix_web::rt::System::new().block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

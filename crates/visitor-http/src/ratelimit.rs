@@ -8,13 +8,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -132,23 +134,35 @@ impl Allowance {
         }
     }
 
-    /// Sets Zendesk's `X-Rate-Limit` / `X-Rate-Limit-Remaining` and the IETF draft's
-    /// `RateLimit-Policy` / `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
-    pub fn write_to(&self, headers: &mut HeaderMap) {
-        let number = |n: u64| HeaderValue::from(n);
-        headers.insert(X_RATE_LIMIT.clone(), number(self.limit.into()));
+    /// Sets what changes from answer to answer: Zendesk's `X-Rate-Limit-Remaining` and the
+    /// IETF draft's `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10).
+    fn write_state_to(&self, headers: &mut HeaderMap) {
         headers.insert(
             X_RATE_LIMIT_REMAINING.clone(),
-            number(self.remaining.into()),
+            HeaderValue::from(self.remaining),
         );
-        let policy = format!("\"token\";q={};w={}", self.limit, self.window);
-        let state = format!("\"token\";r={};t={}", self.remaining, self.reset);
-        for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
-            if let Ok(value) = HeaderValue::try_from(value) {
-                headers.insert(name.clone(), value);
-            }
+        if let Ok(value) = draft_item(("r=", self.remaining.into()), (";t=", self.reset)) {
+            headers.insert(RATELIMIT.clone(), value);
         }
     }
+}
+
+/// An item of the draft's headers: `"token";<a><x><b><y>`.
+fn draft_item(
+    (a, x): (&str, u64),
+    (b, y): (&str, u64),
+) -> Result<HeaderValue, header::InvalidHeaderValue> {
+    let mut value = String::with_capacity(48);
+    for part in [
+        "\"token\";",
+        a,
+        itoa::Buffer::new().format(x),
+        b,
+        itoa::Buffer::new().format(y),
+    ] {
+        value.push_str(part);
+    }
+    HeaderValue::try_from(value)
 }
 
 /// Seconds, rounded up: a client that waits this long is not early.
@@ -165,15 +179,37 @@ pub struct Refusal {
 
 type Keyed = RateLimiter<
     TokenDigest,
-    DefaultKeyedStateStore<TokenDigest>,
+    DefaultKeyedStateStore<TokenDigest, BuildHasherDefault<DigestHasher>>,
     DefaultClock,
     StateInformationMiddleware,
 >;
+
+/// Hashes a token digest by folding its words together. A SHA-256 digest is already uniform,
+/// and only digests of known tokens reach the limiter, so no one can choose keys that collide:
+/// a keyed hash (SipHash, the default) would cost more than the rest of the check.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for word in bytes.chunks(8) {
+            let mut buffer = [0; 8];
+            buffer[..word.len()].copy_from_slice(word);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(buffer);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Requests per token.
 pub struct TokenLimiter {
     rate: Rate,
     limiter: Keyed,
+    /// `X-Rate-Limit` and `RateLimit-Policy`: the same in every answer, so made once.
+    fixed: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl fmt::Debug for TokenLimiter {
@@ -189,11 +225,24 @@ impl TokenLimiter {
     pub fn new(setting: RateSetting) -> Option<Self> {
         match setting {
             RateSetting::Off => None,
-            RateSetting::Limit(rate) => Some(Self {
-                rate,
-                limiter: RateLimiter::dashmap(rate.quota())
+            RateSetting::Limit(rate) => {
+                let limit = u64::from(rate.count.get());
+                let window = rate.window.length().as_secs();
+                let mut fixed = vec![(X_RATE_LIMIT.clone(), HeaderValue::from(limit))];
+                // Digits and ASCII punctuation: always a valid value.
+                if let Ok(policy) = draft_item(("q=", limit), (";w=", window)) {
+                    fixed.push((RATELIMIT_POLICY.clone(), policy));
+                }
+                Some(Self {
+                    rate,
+                    limiter: RateLimiter::dashmap_with_hasher(
+                        rate.quota(),
+                        BuildHasherDefault::default(),
+                    )
                     .with_middleware::<StateInformationMiddleware>(),
-            }),
+                    fixed,
+                })
+            }
         }
     }
 
@@ -209,6 +258,15 @@ impl TokenLimiter {
         }
     }
 
+    /// Sets the allowance headers of an answer: Zendesk's `X-Rate-Limit` /
+    /// `X-Rate-Limit-Remaining` and the IETF draft's `RateLimit-Policy` / `RateLimit`.
+    pub fn write_headers(&self, allowance: &Allowance, headers: &mut HeaderMap) {
+        for (name, value) in &self.fixed {
+            headers.insert(name.clone(), value.clone());
+        }
+        allowance.write_state_to(headers);
+    }
+
     /// Forgets tokens whose allowance is whole again (their state is the default).
     pub fn forget_settled(&self) {
         self.limiter.retain_recent();
@@ -221,6 +279,9 @@ pub struct FailureLimiter {
     interval: Duration,
     tolerance: Duration,
     arrivals: Mutex<HashMap<IpAddr, Instant>>,
+    /// How many addresses `arrivals` holds, readable without the lock: while no address has
+    /// failed, a request looks at nothing shared but this.
+    tracked: AtomicUsize,
 }
 
 impl FailureLimiter {
@@ -232,6 +293,7 @@ impl FailureLimiter {
                 interval: rate.interval(),
                 tolerance: rate.interval() * (rate.count.get() - 1),
                 arrivals: Mutex::new(HashMap::new()),
+                tracked: AtomicUsize::new(0),
             }),
         }
     }
@@ -243,6 +305,10 @@ impl FailureLimiter {
 
     /// `Some(seconds to wait)` when one more failure from `address` would be over the limit.
     pub fn refused(&self, address: IpAddr, now: Instant) -> Option<u64> {
+        // A failure being recorded meanwhile is counted as if it came after this request.
+        if self.tracked.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let tat = *self.arrivals().get(&address)?;
         self.wait(tat, now)
     }
@@ -261,17 +327,22 @@ impl FailureLimiter {
             return Some(wait);
         }
         arrivals.insert(address, tat + self.interval);
+        self.tracked.store(arrivals.len(), Ordering::Release);
         None
     }
 
     /// Forgets addresses with no failure left to count.
     pub fn forget_settled(&self, now: Instant) {
-        self.arrivals().retain(|_, tat| *tat > now);
+        let mut arrivals = self.arrivals();
+        arrivals.retain(|_, tat| *tat > now);
+        self.tracked.store(arrivals.len(), Ordering::Release);
     }
 
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.arrivals().len()
+        let tracked = self.arrivals().len();
+        assert_eq!(tracked, self.tracked.load(Ordering::Acquire));
+        tracked
     }
 }
 
@@ -342,6 +413,23 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_of_a_digest_moves_its_hash() {
+        use std::hash::BuildHasher;
+        let hash =
+            |digest: &TokenDigest| BuildHasherDefault::<DigestHasher>::default().hash_one(digest);
+        let base = [7_u8; 32];
+        let mut seen = std::collections::HashSet::from([hash(&base)]);
+        for i in 0..32 {
+            let mut other = base;
+            other[i] ^= 1;
+            assert!(
+                seen.insert(hash(&other)),
+                "byte {i} did not change the hash"
+            );
+        }
+    }
+
+    #[test]
     fn a_token_gets_its_burst_then_waits() {
         let limiter = TokenLimiter::new("3/min".parse().unwrap()).unwrap();
         let token = [1; 32];
@@ -368,7 +456,8 @@ mod tests {
     #[test]
     fn allowance_headers_follow_zendesk_and_the_ietf_draft() {
         let mut headers = HeaderMap::new();
-        Allowance::of(rate("100/s"), 57).write_to(&mut headers);
+        let limiter = TokenLimiter::new("100/s".parse().unwrap()).unwrap();
+        limiter.write_headers(&Allowance::of(rate("100/s"), 57), &mut headers);
         let get = |name: &HeaderName| headers.get(name).unwrap().to_str().unwrap().to_owned();
         assert_eq!(get(&X_RATE_LIMIT), "100");
         assert_eq!(get(&X_RATE_LIMIT_REMAINING), "57");

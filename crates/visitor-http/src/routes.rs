@@ -38,6 +38,10 @@ pub fn resource(template: &'static str) -> actix_web::Resource {
 }
 
 /// Registers every route of the service except Swagger UI.
+///
+/// Each prefix is a scope: a scope's prefix is matched as plain text, so the only pattern with
+/// a variable part (`/{visitor_id}`) is matched against the few characters after the prefix
+/// instead of the whole path.
 pub fn configure(cfg: &mut ServiceConfig) {
     let prefixes = [
         (VISITORS_PATH, "/api/v2/chat/visitors/{visitor_id}"),
@@ -45,21 +49,26 @@ pub fn configure(cfg: &mut ServiceConfig) {
     ];
     for (prefix, item) in prefixes {
         cfg.service(
-            resource(prefix)
-                .route(web::get().to(list_visitors))
-                .route(web::post().to(create_visitor))
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
-                })),
-        )
-        .service(
-            resource(item)
-                .route(web::get().to(show_visitor))
-                .route(web::put().to(update_visitor))
-                .route(web::delete().to(delete_visitor))
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::MethodNotAllowed(ITEM_METHODS))
-                })),
+            web::scope(prefix)
+                .service(
+                    web::resource("")
+                        .app_data(RouteTemplate(prefix))
+                        .route(web::get().to(list_visitors))
+                        .route(web::post().to(create_visitor))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
+                        })),
+                )
+                .service(
+                    web::resource("/{visitor_id}")
+                        .app_data(RouteTemplate(item))
+                        .route(web::get().to(show_visitor))
+                        .route(web::put().to(update_visitor))
+                        .route(web::delete().to(delete_visitor))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(ITEM_METHODS))
+                        })),
+                ),
         );
     }
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
@@ -72,12 +81,18 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 /// The answer carrying one stored visitor: its `ETag` and the visitor.
-fn with_visitor(
+fn with_visitor(response: actix_web::HttpResponseBuilder, stored: &StoredVisitor) -> HttpResponse {
+    with_visitor_tagged(response, stored, etag(stored))
+}
+
+/// [`with_visitor`] with the tag already made.
+fn with_visitor_tagged(
     mut response: actix_web::HttpResponseBuilder,
     stored: &StoredVisitor,
+    tag: String,
 ) -> HttpResponse {
     response
-        .insert_header((header::ETAG, etag(stored)))
+        .insert_header((header::ETAG, tag))
         .json(&stored.visitor)
 }
 
@@ -142,7 +157,7 @@ pub async fn create_visitor(
     let owner = req
         .extensions()
         .get::<Caller>()
-        .map(|caller| caller.owner.clone())
+        .map(Caller::owner)
         .ok_or_else(|| ApiError::internal("an authenticated request carries no caller"))?;
     let key = IdempotencyKey { owner, key };
     match records
@@ -220,7 +235,7 @@ pub async fn show_visitor(
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    Ok(with_visitor(HttpResponse::Ok(), &stored))
+    Ok(with_visitor_tagged(HttpResponse::Ok(), &stored, tag))
 }
 
 /// Update Visitor.

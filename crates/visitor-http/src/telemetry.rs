@@ -2,7 +2,7 @@
 //! line, and a JSON body for any error that reached it without one.
 
 use std::borrow::Cow;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Stdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -13,13 +13,14 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
-use actix_web::{HttpMessage, ResponseError};
+use actix_web::ResponseError;
 use tracing::Instrument;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::error::{cause_chain, ApiError};
+use crate::log_line::JsonLines;
+use crate::log_writer::{log_writer, LogGuard};
 use crate::metrics::Metrics;
 use crate::routes::RouteTemplate;
 use crate::startup::Readiness;
@@ -27,58 +28,43 @@ use crate::startup::Readiness;
 /// The header that carries the request id.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Lines the log writer may hold before a request that logs waits for it (about 3 MiB of JSON
-/// lines): a burst is absorbed, a writer that cannot keep up slows requests down instead of
-/// losing lines.
-const LOG_BUFFER_LINES: usize = 16 * 1024;
-
-/// Installs the global subscriber, writing to standard output from a thread of its own: a
-/// request hands its line over and goes on, and lines are written in batches. `RUST_LOG` filters
-/// (default `info`). Keep the returned guard until the end: dropping it writes every line still
-/// held and flushes standard output.
-pub fn init(format: Option<LogFormat>) -> WorkerGuard {
+/// Installs the global subscriber, writing to standard output through [`log_writer`]: a request
+/// appends its line to a buffer and goes on, a thread of its own writes the lines out in
+/// batches. `RUST_LOG` filters (default `info`). Keep the returned guard until the end: dropping
+/// it writes every line still held and flushes standard output.
+pub fn init(format: Option<LogFormat>) -> std::io::Result<LogGuard<Stdout>> {
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {
         LogFormat::Json
     });
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("log-writer")
-        // The writer thread flushes whenever its queue runs empty: one write per burst of lines.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    let (writer, guard) = log_writer(std::io::stdout())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
-    guard
+    Ok(guard)
 }
-
-/// The request's id, kept in its extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// A new request id: a random per-process prefix and a counter, so no id repeats within a
 /// process and ids of different processes differ, without a system call per request.
 fn new_request_id() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let prefix = PREFIX.get_or_init(|| format!("{:016x}-", uuid::Uuid::new_v4().as_u64_pair().0));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}-{n:012x}")
+    let mut id = String::with_capacity(prefix.len() + 12);
+    id.push_str(prefix);
+    // The counter's low 48 bits as 12 hex digits: unique for 2^48 requests.
+    for shift in (0..12).rev() {
+        let digit = (n >> (shift * 4)) & 0xf;
+        id.push(char::from(b"0123456789abcdef"[digit as usize]));
+    }
+    id
 }
 
 /// An incoming id is kept when it is 1 to 128 characters of `A-Z a-z 0-9 - _ . : /`.
@@ -105,7 +91,6 @@ pub async fn request_context(
         .get(&X_REQUEST_ID)
         .and_then(sane_request_id)
         .unwrap_or_else(new_request_id);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
     let metrics = req.app_data::<Data<Metrics>>().cloned();
     let in_flight = metrics.as_ref().map(|metrics| metrics.start());
@@ -117,9 +102,6 @@ pub async fn request_context(
     // Inner layers answer errors as responses; an `Err` here would be a bug in one of them.
     let response = next.call(req).instrument(span.clone()).await?;
     let mut response = envelope_bare_errors(response.map_into_boxed_body());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-    }
 
     if response
         .request()
@@ -163,9 +145,29 @@ pub async fn request_context(
                 None => error.to_string(),
             })
             .unwrap_or_default();
-        tracing::error!(%method, %route, status, latency_ms, %request_id, %cause, "request failed");
+        tracing::error!(
+            method = method.as_str(),
+            route,
+            status,
+            latency_ms,
+            request_id = request_id.as_str(),
+            %cause,
+            "request failed"
+        );
     } else {
-        tracing::info!(%method, %route, status, latency_ms, %request_id, "request");
+        tracing::info!(
+            method = method.as_str(),
+            route,
+            status,
+            latency_ms,
+            request_id = request_id.as_str(),
+            "request"
+        );
+    }
+    drop(_entered);
+    // Last, so the id moves into the header instead of being copied.
+    if let Ok(value) = HeaderValue::try_from(request_id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     Ok(response)
 }

@@ -9,6 +9,7 @@
 //! cross this crate's boundary.
 
 mod memory;
+mod pg_pool;
 mod postgres;
 mod tokens;
 

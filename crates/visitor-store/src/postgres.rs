@@ -8,8 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row;
 use tokio::sync::OnceCell;
 use visitor_domain::{
@@ -17,6 +16,7 @@ use visitor_domain::{
     Visitor, VisitorId, VisitorPatch,
 };
 
+use crate::pg_pool::{Lease, Pool, PoolOptions};
 use crate::{
     ActiveToken, Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore,
     Idempotent, IfMatch, ListQuery, Order, PoolStatus, Role, StoreError, StoredVisitor,
@@ -29,6 +29,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// "alive bypass window" is the same idea and the same length).
 const IDLE_BEFORE_PING: Duration = Duration::from_millis(500);
 
+/// A pooled connection idle this long is closed instead of used (sqlx's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 /// How the Postgres store connects.
 #[derive(Debug, Clone)]
 pub struct PgStoreOptions {
@@ -36,6 +39,9 @@ pub struct PgStoreOptions {
     pub max_connections: u32,
     /// How long a call waits for a connection before it reports the storage unavailable.
     pub acquire_timeout: Duration,
+    /// A pooled connection idle this long is pinged before it is used again, and replaced when
+    /// the ping fails (500 ms; `Duration::MAX`: never).
+    pub ping_idle_after: Duration,
 }
 
 impl Default for PgStoreOptions {
@@ -43,6 +49,7 @@ impl Default for PgStoreOptions {
         Self {
             max_connections: 20,
             acquire_timeout: Duration::from_secs(3),
+            ping_idle_after: IDLE_BEFORE_PING,
         }
     }
 }
@@ -54,7 +61,7 @@ impl Default for PgStoreOptions {
 /// migrations run once, on the first call that reaches the database.
 #[derive(Debug)]
 pub struct PgStore {
-    pool: PgPool,
+    pool: Pool,
     migrated: OnceCell<()>,
 }
 
@@ -119,6 +126,19 @@ impl TryFrom<VisitorRow> for StoredVisitor {
     }
 }
 
+/// Runs one statement on a pooled connection, then gives the connection back, or closes it when
+/// the statement failed for the connection's own reasons. `?` reports a connection that could
+/// not be had; the statement's outcome is the value.
+macro_rules! on_connection {
+    ($store:expr, |$connection:ident| $work:expr) => {{
+        let mut lease = $store.lease().await?;
+        let $connection = lease.get();
+        let outcome = $work.await;
+        lease.settle(&outcome);
+        outcome
+    }};
+}
+
 /// The columns of a visitor, in every statement that returns one.
 const COLUMNS: &str = "id, name, email, phone, notes, external_id, banned, created, version";
 
@@ -129,38 +149,60 @@ impl PgStore {
         let connect: PgConnectOptions = url
             .parse()
             .map_err(|error| StoreError::Internal(Box::new(error)))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            // No ping before each use (it would double the round trips); only a connection that
-            // sat idle for a while is pinged, so one left over from before a database restart is
-            // replaced instead of failing a request. Busy connections are never idle that long.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_BEFORE_PING {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(connect);
-        Ok(Self::from_pool(pool))
+        Ok(Self::with_options(connect, options))
     }
 
-    /// A store over an existing pool (the migrations still run on first use).
-    pub fn from_pool(pool: PgPool) -> Self {
+    /// A store connecting as `connect` does.
+    pub fn with_options(connect: PgConnectOptions, options: &PgStoreOptions) -> Self {
+        let pool = Pool::new(
+            connect,
+            PoolOptions {
+                max_connections: options.max_connections,
+                acquire_timeout: options.acquire_timeout,
+                ping_idle_after: options.ping_idle_after,
+                idle_timeout: IDLE_TIMEOUT,
+            },
+        );
         Self {
             pool,
             migrated: OnceCell::new(),
         }
     }
 
+    /// A store for the database an sqlx pool connects to (as `#[sqlx::test]` gives one), with
+    /// that pool's size and acquire timeout. The store opens connections of its own.
+    pub fn from_pool(pool: &PgPool) -> Self {
+        let options = PgStoreOptions {
+            max_connections: pool.options().get_max_connections(),
+            acquire_timeout: pool.options().get_acquire_timeout(),
+            ..PgStoreOptions::default()
+        };
+        Self::with_options((*pool.connect_options()).clone(), &options)
+    }
+
+    /// Closes the store's connections; every call after this reports the storage unavailable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A pooled connection for one piece of work.
+    async fn lease(&self) -> Result<Lease<'_>, StoreError> {
+        self.pool.acquire().await.map_err(translate)
+    }
+
     /// Runs the embedded migrations now, once per store.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| async {
-                MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+                let mut connection = self.lease().await?;
+                // `run_direct` is `run` on a connection already at hand (sqlx's own name for
+                // it; `run` over `&mut PgConnection` cannot be proven `Send` here).
+                let outcome = MIGRATOR.run_direct(connection.get()).await;
+                // A failed migration leaves the session in no known state.
+                if outcome.is_ok() {
+                    connection.keep();
+                }
+                outcome.map_err(|error| match error {
                     MigrateError::Execute(error) => translate(error),
                     other => StoreError::Internal(Box::new(other)),
                 })
@@ -170,14 +212,13 @@ impl PgStore {
     }
 
     async fn fetch(&self, id: VisitorId) -> Result<StoredVisitor, StoreError> {
-        sqlx::query_as!(
+        on_connection!(self, |connection| sqlx::query_as!(
             VisitorRow,
             "SELECT id, name, email, phone, notes, external_id, banned, created, version
              FROM visitors WHERE id = $1",
             id.get()
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(connection))
         .map_err(translate)?
         .ok_or(StoreError::NotFound)?
         .try_into()
@@ -206,7 +247,7 @@ impl PgStore {
     /// Inserts a visitor.
     async fn insert(&self, new: &NewVisitor) -> Result<StoredVisitor, StoreError> {
         let created = new.created.unwrap_or_else(Created::now);
-        sqlx::query_as!(
+        on_connection!(self, |connection| sqlx::query_as!(
             VisitorRow,
             "INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -219,8 +260,7 @@ impl PgStore {
             new.banned,
             created.get(),
         )
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(connection))
         .map_err(translate)?
         .try_into()
     }
@@ -231,7 +271,24 @@ impl PgStore {
         ticket: &ClaimTicket,
         new: &NewVisitor,
     ) -> Result<StoredVisitor, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(translate)?;
+        let mut lease = self.lease().await?;
+        let outcome = Self::create_and_record_on(lease.get(), ticket, new).await;
+        // A failed transaction rolls back on the connection's next use; only a failure of the
+        // connection itself leaves it unusable, and any failure here is rare: not worth telling
+        // apart, so the connection is kept only after a success or a lost claim.
+        if matches!(outcome, Ok(_) | Err(StoreError::KeyInUse)) {
+            lease.keep();
+        }
+        outcome
+    }
+
+    /// [`Self::create_and_record`] on one connection.
+    async fn create_and_record_on(
+        connection: &mut sqlx::PgConnection,
+        ticket: &ClaimTicket,
+        new: &NewVisitor,
+    ) -> Result<StoredVisitor, StoreError> {
+        let mut tx = sqlx::Connection::begin(connection).await.map_err(translate)?;
         // The insert happens only while the claim is still held, and locks the claim's row.
         let created = new.created.unwrap_or_else(Created::now);
         let row = sqlx::query_as!(
@@ -343,7 +400,7 @@ impl VisitorStore for PgStore {
         let (any_external_id, external_id) = expected_value(&patch.external_id);
         let (any_notes, notes) = expected_value(&patch.notes);
         let versions = condition.versions();
-        let row = sqlx::query_as!(
+        let row = on_connection!(self, |connection| sqlx::query_as!(
             VisitorRow,
             "UPDATE visitors SET
                  name = CASE WHEN $2 THEN $3 ELSE name END,
@@ -379,8 +436,7 @@ impl VisitorStore for PgStore {
             notes,
             versions.as_deref(),
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(connection))
         .map_err(translate)?;
         match row {
             Some(row) => row.try_into(),
@@ -393,13 +449,12 @@ impl VisitorStore for PgStore {
         self.migrate().await?;
         // The idempotency records holding the visitor go with it (ON DELETE CASCADE).
         let versions = condition.versions();
-        let deleted = sqlx::query!(
+        let deleted = on_connection!(self, |connection| sqlx::query!(
             "DELETE FROM visitors WHERE id = $1 AND ($2::bigint[] IS NULL OR version = ANY($2))",
             id.get(),
             versions.as_deref(),
         )
-        .execute(&self.pool)
-        .await
+        .execute(connection))
         .map_err(translate)?;
         if deleted.rows_affected() == 1 {
             return Ok(());
@@ -460,11 +515,9 @@ impl VisitorStore for PgStore {
             statement = statement.bind(banned);
         }
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let rows = statement
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(translate)?;
+        let statement = statement.bind(limit);
+        let rows =
+            on_connection!(self, |connection| statement.fetch_all(connection)).map_err(translate)?;
         rows.iter()
             .map(|row| VisitorRow::decode(row).map_err(translate)?.try_into())
             .collect()
@@ -473,22 +526,18 @@ impl VisitorStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.ping", skip(self))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.migrate().await?;
-        sqlx::query_scalar!("SELECT 1 AS \"one!\"")
-            .fetch_one(&self.pool)
-            .await
+        on_connection!(self, |connection| sqlx::query_scalar!("SELECT 1 AS \"one!\"")
+            .fetch_one(connection))
             .map_err(translate)?;
         Ok(())
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        let open = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle())
-            .unwrap_or(u32::MAX)
-            .min(open);
+        let status = self.pool.status();
         Some(PoolStatus {
-            used: open - idle,
-            idle,
-            max: self.pool.options().get_max_connections(),
+            used: status.open - status.idle,
+            idle: status.idle,
+            max: status.max,
         })
     }
 }
@@ -555,7 +604,7 @@ impl IdempotencyStore for PgStore {
     ) -> Result<Idempotent, StoreError> {
         self.migrate().await?;
         let created = new.created.unwrap_or_else(Created::now);
-        let row = sqlx::query_as!(
+        let row = on_connection!(self, |connection| sqlx::query_as!(
             IdempotentRow,
             r#"SELECT claimed AS "claimed!", recorded_fingerprint AS "fingerprint!",
                       recorded_answer AS answer, recorded_version AS version
@@ -573,8 +622,7 @@ impl IdempotencyStore for PgStore {
             new.banned,
             created.get(),
         )
-        .fetch_one(&self.pool)
-        .await;
+        .fetch_one(connection));
         let row = match row {
             Ok(row) => row,
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(KEY_IN_USE) => {
@@ -609,7 +657,7 @@ impl IdempotencyStore for PgStore {
         self.migrate().await?;
         // One statement claims a free key, or takes over a dead record (expired, or a claim
         // gone stale); a live record makes it return nothing.
-        let claimed = sqlx::query_scalar!(
+        let claimed = on_connection!(self, |connection| sqlx::query_scalar!(
             "INSERT INTO idempotency_keys AS k
                  (owner, key, fingerprint, claim, claimed_at, expires_at)
              VALUES ($1, $2, $3, nextval('idempotency_claims'), now(),
@@ -627,8 +675,7 @@ impl IdempotencyStore for PgStore {
             policy.ttl.as_secs_f64(),
             policy.stale_after.as_secs_f64(),
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(connection))
         .map_err(translate)?;
         if let Some(claim) = claimed {
             return Ok(Claim::Acquired(ClaimTicket {
@@ -636,15 +683,14 @@ impl IdempotencyStore for PgStore {
                 claim,
             }));
         }
-        let record = sqlx::query_as!(
+        let record = on_connection!(self, |connection| sqlx::query_as!(
             RecordRow,
             "SELECT fingerprint, answer, version FROM idempotency_keys
              WHERE owner = $1 AND key = $2",
             key.owner,
             key.key,
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(connection))
         .map_err(translate)?;
         // A record that vanished since (purged, or its visitor erased) is reported in use: the
         // client's retry will find the key free.
@@ -681,15 +727,14 @@ impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.release", skip_all)]
     async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
         self.migrate().await?;
-        sqlx::query!(
+        on_connection!(self, |connection| sqlx::query!(
             "DELETE FROM idempotency_keys
              WHERE owner = $1 AND key = $2 AND claim = $3 AND visitor_id IS NULL",
             ticket.key.owner,
             ticket.key.key,
             ticket.claim,
         )
-        .execute(&self.pool)
-        .await
+        .execute(connection))
         .map_err(translate)?;
         Ok(())
     }
@@ -697,9 +742,8 @@ impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.purge_expired", skip_all)]
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
-        let purged = sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= now()")
-            .execute(&self.pool)
-            .await
+        let purged = on_connection!(self, |connection| sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= now()")
+            .execute(connection))
             .map_err(translate)?;
         Ok(purged.rows_affected())
     }
@@ -742,7 +786,7 @@ impl TokenStore for PgStore {
         digest: &TokenDigest,
     ) -> Result<TokenRecord, StoreError> {
         self.migrate().await?;
-        sqlx::query_as!(
+        on_connection!(self, |connection| sqlx::query_as!(
             TokenRow,
             "INSERT INTO api_tokens (name, role, digest) VALUES ($1, $2, $3)
              RETURNING id, name, role, created, revoked",
@@ -750,8 +794,7 @@ impl TokenStore for PgStore {
             role.as_str(),
             &digest[..],
         )
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(connection))
         .map_err(translate)?
         .try_into()
     }
@@ -759,12 +802,11 @@ impl TokenStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.list_tokens", skip_all)]
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.migrate().await?;
-        sqlx::query_as!(
+        on_connection!(self, |connection| sqlx::query_as!(
             TokenRow,
             "SELECT id, name, role, created, revoked FROM api_tokens ORDER BY id"
         )
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(connection))
         .map_err(translate)?
         .into_iter()
         .map(TryInto::try_into)
@@ -774,14 +816,13 @@ impl TokenStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.revoke_token", skip(self))]
     async fn revoke_token(&self, id: i64) -> Result<TokenRecord, StoreError> {
         self.migrate().await?;
-        sqlx::query_as!(
+        on_connection!(self, |connection| sqlx::query_as!(
             TokenRow,
             "UPDATE api_tokens SET revoked = coalesce(revoked, now()) WHERE id = $1
              RETURNING id, name, role, created, revoked",
             id,
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(connection))
         .map_err(translate)?
         .ok_or(StoreError::NotFound)?
         .try_into()
@@ -789,9 +830,8 @@ impl TokenStore for PgStore {
 
     async fn active_tokens(&self) -> Result<Vec<ActiveToken>, StoreError> {
         self.migrate().await?;
-        let rows = sqlx::query!("SELECT role, digest FROM api_tokens WHERE revoked IS NULL")
-            .fetch_all(&self.pool)
-            .await
+        let rows = on_connection!(self, |connection| sqlx::query!("SELECT role, digest FROM api_tokens WHERE revoked IS NULL")
+            .fetch_all(connection))
             .map_err(translate)?;
         rows.into_iter()
             .map(|row| {
@@ -823,7 +863,7 @@ fn translate(error: sqlx::Error) -> StoreError {
 
 /// SQLSTATEs that mean the server cannot serve now (connection exceptions, shutdown, too many
 /// connections, read-only standby) rather than that the request is wrong.
-fn unreachable_state(code: &str) -> bool {
+pub(crate) fn unreachable_state(code: &str) -> bool {
     code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
 }
 

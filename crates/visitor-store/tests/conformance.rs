@@ -18,6 +18,6 @@ mod postgres {
 
     visitor_store::conformance_tests!(
         #[sqlx::test(migrations = false)]
-        async fn (pool: PgPool) => Arc::new(PgStore::from_pool(pool))
+        async fn (pool: PgPool) => Arc::new(PgStore::from_pool(&pool))
     );
 }

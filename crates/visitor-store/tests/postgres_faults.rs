@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool};
 use visitor_domain::{NewVisitor, VisitorId};
 use visitor_store::{PgStore, PgStoreOptions, StoreError, VisitorStore};
@@ -34,6 +34,7 @@ async fn a_server_that_is_not_there_is_unavailable_never_internal() {
     let options = PgStoreOptions {
         max_connections: 2,
         acquire_timeout: Duration::from_millis(200),
+        ..PgStoreOptions::default()
     };
     let store = PgStore::connect_lazy(&url, &options).unwrap();
     unavailable(store.ping().await);
@@ -52,11 +53,11 @@ async fn a_url_that_cannot_be_read_is_refused_at_once() {
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_closed_pool_is_unavailable(pool: PgPool) {
-    let store = PgStore::from_pool(pool.clone());
+async fn a_closed_store_is_unavailable(pool: PgPool) {
+    let store = PgStore::from_pool(&pool);
     store.ping().await.unwrap();
     let created = store.create(NewVisitor::default()).await.unwrap();
-    pool.close().await;
+    store.close().await;
     unavailable(store.get(created.id).await);
     unavailable(store.ping().await);
 }
@@ -81,11 +82,12 @@ async fn terminate_other_sessions(pool: &PgPool) {
 /// request meets the dead session whatever the timing.
 #[sqlx::test(migrations = false)]
 async fn a_terminated_session_is_unavailable(pool: PgPool) {
-    let never_pinged = PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect_lazy_with((*pool.connect_options()).clone());
-    let store = PgStore::from_pool(never_pinged);
+    let never_pinged = PgStoreOptions {
+        max_connections: 1,
+        ping_idle_after: Duration::MAX,
+        ..PgStoreOptions::default()
+    };
+    let store = PgStore::with_options((*pool.connect_options()).clone(), &never_pinged);
     let created = store.create(NewVisitor::default()).await.unwrap();
     terminate_other_sessions(&pool).await;
     unavailable(store.get(created.id).await);
@@ -117,7 +119,7 @@ fn connect_url(pool: &PgPool) -> String {
 /// table was taken away under the store.
 #[sqlx::test(migrations = false)]
 async fn any_other_database_error_is_internal(pool: PgPool) {
-    let store = PgStore::from_pool(pool.clone());
+    let store = PgStore::from_pool(&pool);
     let created = store.create(NewVisitor::default()).await.unwrap();
     sqlx::query("ALTER TABLE visitors RENAME TO visitors_gone")
         .execute(&pool)

@@ -2,12 +2,11 @@
 //! good; and the pool's status as the metrics read it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use visitor_store::{PgStore, PoolStatus, Role, StoreError, TokenDigest, TokenStore, VisitorStore};
+use visitor_store::{PgStore, PgStoreOptions, PoolStatus, Role, StoreError, TokenDigest, TokenStore, VisitorStore};
 
 fn store(pool: &PgPool) -> PgStore {
-    PgStore::from_pool(pool.clone())
+    PgStore::from_pool(pool)
 }
 
 fn digest(n: u8) -> TokenDigest {
@@ -80,12 +79,12 @@ async fn a_digest_is_stored_once_and_unknown_ids_are_not_found(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
-async fn the_pool_status_counts_connections_in_use(pool: PgPool) {
-    let options = (*pool.connect_options()).clone();
-    let own = PgPoolOptions::new()
-        .max_connections(3)
-        .connect_lazy_with(options);
-    let store = PgStore::from_pool(own.clone());
+async fn the_pool_status_counts_connections_open_and_idle(pool: PgPool) {
+    let options = PgStoreOptions {
+        max_connections: 3,
+        ..PgStoreOptions::default()
+    };
+    let store = PgStore::with_options((*pool.connect_options()).clone(), &options);
     // Lazy: nothing is open yet.
     assert_eq!(
         store.pool_status(),
@@ -95,28 +94,23 @@ async fn the_pool_status_counts_connections_in_use(pool: PgPool) {
             max: 3
         })
     );
-    let first = own.acquire().await.unwrap();
-    let second = own.acquire().await.unwrap();
+    // A call is over once it returns: its connection waits in the pool.
+    store.ping().await.unwrap();
     assert_eq!(
         store.pool_status(),
         Some(PoolStatus {
-            used: 2,
-            idle: 0,
-            max: 3
-        })
-    );
-    // Given back (awaited, so the count is exact): one in use, one idle.
-    let mut second = second;
-    second.return_to_pool().await;
-    drop(second);
-    assert_eq!(
-        store.pool_status(),
-        Some(PoolStatus {
-            used: 1,
+            used: 0,
             idle: 1,
             max: 3
         })
     );
-    drop(first);
-    own.close().await;
+    store.close().await;
+    assert_eq!(
+        store.pool_status(),
+        Some(PoolStatus {
+            used: 0,
+            idle: 0,
+            max: 3
+        })
+    );
 }
