@@ -81,7 +81,12 @@ impl Pool {
     /// (`sqlx::Error::PoolTimedOut`); `sqlx::Error::PoolClosed` once the pool is closed; the
     /// connection's own error when a new one cannot be opened.
     pub async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
-        let deadline = Instant::now() + self.options.acquire_timeout;
+        self.acquire_by(Instant::now).await
+    }
+
+    /// [`Pool::acquire`], reading the time from `clock` (tests set it).
+    async fn acquire_by(&self, clock: impl Fn() -> Instant) -> Result<Lease<'_>, sqlx::Error> {
+        let deadline = clock() + self.options.acquire_timeout;
         let permit = match timeout_at(deadline, self.permits.acquire()).await {
             Err(_) => return Err(sqlx::Error::PoolTimedOut),
             Ok(Err(_)) => return Err(sqlx::Error::PoolClosed),
@@ -95,7 +100,7 @@ impl Pool {
             else {
                 break;
             };
-            let idle_for = since.elapsed();
+            let idle_for = clock().saturating_duration_since(since);
             if idle_for < self.options.ping_idle_after {
                 return Ok(self.lease(connection, permit));
             }
@@ -263,10 +268,17 @@ mod tests {
         drop(second);
         assert_eq!(pool.status(), status(1, 1, 2));
         let mut again = pool.acquire().await.unwrap();
-        assert_eq!(backend_pid(&mut again).await, kept, "the idle connection is reused");
+        assert_eq!(
+            backend_pid(&mut again).await,
+            kept,
+            "the idle connection is reused"
+        );
         let mut fresh = pool.acquire().await.unwrap();
         let fresh_pid = backend_pid(&mut fresh).await;
-        assert_ne!(fresh_pid, dropped, "the dropped connection is never handed out again");
+        assert_ne!(
+            fresh_pid, dropped,
+            "the dropped connection is never handed out again"
+        );
         assert_ne!(fresh_pid, kept);
     }
 
@@ -274,7 +286,9 @@ mod tests {
     async fn a_connection_that_failed_is_not_reused(test_pool: PgPool) {
         let pool = pool_for(&test_pool, 1);
         let lease = pool.acquire().await.unwrap();
-        lease.settle(&Err::<(), _>(sqlx::Error::Io(std::io::Error::other("broken"))));
+        lease.settle(&Err::<(), _>(sqlx::Error::Io(std::io::Error::other(
+            "broken",
+        ))));
         assert_eq!(pool.status(), status(0, 0, 1));
         // A refusal by the server leaves the connection in step: it is kept.
         let mut lease = pool.acquire().await.unwrap();
@@ -319,6 +333,44 @@ mod tests {
         assert_eq!(pool.status(), status(0, 0, 1));
     }
 
+    /// When the connection has been idle exactly so long, according to the pool's clock.
+    fn idle_since(pool: &Pool, plus: Duration) -> Instant {
+        pool.idle().last().map(|idle| idle.since).unwrap() + plus
+    }
+
+    /// The thresholds hold from the instant they are reached: a connection idle exactly
+    /// `ping_idle_after` is pinged, one idle exactly `idle_timeout` is replaced.
+    #[sqlx::test(migrations = false)]
+    async fn the_thresholds_hold_from_their_first_instant(test_pool: PgPool) {
+        let ping_after = Duration::from_secs(1);
+        let timeout = Duration::from_secs(60);
+        let pool = pool_with(&test_pool, 1, ping_after, timeout);
+        let mut lease = pool.acquire().await.unwrap();
+        let first = backend_pid(&mut lease).await;
+        lease.settle(&Ok::<(), sqlx::Error>(()));
+        // Just short of the ping: handed out without one.
+        let at = idle_since(&pool, ping_after - Duration::from_nanos(1));
+        let mut lease = pool.acquire_by(|| at).await.unwrap();
+        assert_eq!(backend_pid(&mut lease).await, first);
+        lease.settle(&Ok::<(), sqlx::Error>(()));
+        terminate(&test_pool, first).await;
+        // Exactly at it: pinged, found dead, replaced.
+        let at = idle_since(&pool, ping_after);
+        let mut lease = pool.acquire_by(|| at).await.unwrap();
+        let second = backend_pid(&mut lease).await;
+        assert_ne!(second, first);
+        lease.settle(&Ok::<(), sqlx::Error>(()));
+        // Just short of the idle timeout: pinged and kept.
+        let at = idle_since(&pool, timeout - Duration::from_nanos(1));
+        let mut lease = pool.acquire_by(|| at).await.unwrap();
+        assert_eq!(backend_pid(&mut lease).await, second);
+        lease.settle(&Ok::<(), sqlx::Error>(()));
+        // Exactly at it: replaced, alive as it is.
+        let at = idle_since(&pool, timeout);
+        let mut lease = pool.acquire_by(|| at).await.unwrap();
+        assert_ne!(backend_pid(&mut lease).await, second);
+    }
+
     /// Past `idle_timeout` (zero here: always) an idle connection is closed, not used.
     #[sqlx::test(migrations = false)]
     async fn a_connection_idle_too_long_is_replaced(test_pool: PgPool) {
@@ -335,7 +387,10 @@ mod tests {
     async fn a_full_pool_times_out_and_a_closed_one_refuses(test_pool: PgPool) {
         let pool = pool_for(&test_pool, 1);
         let held = pool.acquire().await.unwrap();
-        assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolTimedOut)));
+        assert!(matches!(
+            pool.acquire().await,
+            Err(sqlx::Error::PoolTimedOut)
+        ));
         held.settle(&Ok::<(), sqlx::Error>(()));
         pool.close().await;
         assert_eq!(pool.status(), status(0, 0, 1));

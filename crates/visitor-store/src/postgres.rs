@@ -79,18 +79,20 @@ struct VisitorRow {
 }
 
 impl VisitorRow {
-    /// Decodes a row of [`COLUMNS`], by position (no lookup of each column's name).
+    /// Decodes a row of [`COLUMNS`], by position and without comparing each column's type
+    /// with the field's (the columns are the migrations' own; a value of another type still
+    /// fails to decode, it is only not looked at first).
     fn decode(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            id: row.try_get(0)?,
-            name: row.try_get(1)?,
-            email: row.try_get(2)?,
-            phone: row.try_get(3)?,
-            notes: row.try_get(4)?,
-            external_id: row.try_get(5)?,
-            banned: row.try_get(6)?,
-            created: row.try_get(7)?,
-            version: row.try_get(8)?,
+            id: row.try_get_unchecked(0)?,
+            name: row.try_get_unchecked(1)?,
+            email: row.try_get_unchecked(2)?,
+            phone: row.try_get_unchecked(3)?,
+            notes: row.try_get_unchecked(4)?,
+            external_id: row.try_get_unchecked(5)?,
+            banned: row.try_get_unchecked(6)?,
+            created: row.try_get_unchecked(7)?,
+            version: row.try_get_unchecked(8)?,
         })
     }
 }
@@ -288,7 +290,9 @@ impl PgStore {
         ticket: &ClaimTicket,
         new: &NewVisitor,
     ) -> Result<StoredVisitor, StoreError> {
-        let mut tx = sqlx::Connection::begin(connection).await.map_err(translate)?;
+        let mut tx = sqlx::Connection::begin(connection)
+            .await
+            .map_err(translate)?;
         // The insert happens only while the claim is still held, and locks the claim's row.
         let created = new.created.unwrap_or_else(Created::now);
         let row = sqlx::query_as!(
@@ -516,8 +520,8 @@ impl VisitorStore for PgStore {
         }
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let statement = statement.bind(limit);
-        let rows =
-            on_connection!(self, |connection| statement.fetch_all(connection)).map_err(translate)?;
+        let rows = on_connection!(self, |connection| statement.fetch_all(connection))
+            .map_err(translate)?;
         rows.iter()
             .map(|row| VisitorRow::decode(row).map_err(translate)?.try_into())
             .collect()
@@ -526,9 +530,11 @@ impl VisitorStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.ping", skip(self))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.migrate().await?;
-        on_connection!(self, |connection| sqlx::query_scalar!("SELECT 1 AS \"one!\"")
-            .fetch_one(connection))
-            .map_err(translate)?;
+        on_connection!(self, |connection| sqlx::query_scalar!(
+            "SELECT 1 AS \"one!\""
+        )
+        .fetch_one(connection))
+        .map_err(translate)?;
         Ok(())
     }
 
@@ -742,9 +748,11 @@ impl IdempotencyStore for PgStore {
     #[tracing::instrument(level = "debug", name = "store.purge_expired", skip_all)]
     async fn purge_expired(&self) -> Result<u64, StoreError> {
         self.migrate().await?;
-        let purged = on_connection!(self, |connection| sqlx::query!("DELETE FROM idempotency_keys WHERE expires_at <= now()")
-            .execute(connection))
-            .map_err(translate)?;
+        let purged = on_connection!(self, |connection| sqlx::query!(
+            "DELETE FROM idempotency_keys WHERE expires_at <= now()"
+        )
+        .execute(connection))
+        .map_err(translate)?;
         Ok(purged.rows_affected())
     }
 }
@@ -830,9 +838,11 @@ impl TokenStore for PgStore {
 
     async fn active_tokens(&self) -> Result<Vec<ActiveToken>, StoreError> {
         self.migrate().await?;
-        let rows = on_connection!(self, |connection| sqlx::query!("SELECT role, digest FROM api_tokens WHERE revoked IS NULL")
-            .fetch_all(connection))
-            .map_err(translate)?;
+        let rows = on_connection!(self, |connection| sqlx::query!(
+            "SELECT role, digest FROM api_tokens WHERE revoked IS NULL"
+        )
+        .fetch_all(connection))
+        .map_err(translate)?;
         rows.into_iter()
             .map(|row| {
                 let digest = TokenDigest::try_from(row.digest.as_slice())

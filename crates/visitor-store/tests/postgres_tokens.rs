@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sqlx::PgPool;
-use visitor_store::{PgStore, PgStoreOptions, PoolStatus, Role, StoreError, TokenDigest, TokenStore, VisitorStore};
+use visitor_store::{
+    PgStore, PgStoreOptions, PoolStatus, Role, StoreError, TokenDigest, TokenStore, VisitorStore,
+};
 
 fn store(pool: &PgPool) -> PgStore {
     PgStore::from_pool(pool)

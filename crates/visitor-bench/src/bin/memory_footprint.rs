@@ -7,6 +7,10 @@ use visitor_bench::{resident_kib, typical_visitor};
 use visitor_domain::NewVisitor;
 use visitor_store::{MemoryStore, VisitorStore};
 
+/// The service's allocator, so the figure is the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let count: u64 = std::env::args()
         .nth(1)
