@@ -1,5 +1,5 @@
 -- wrk script for the Visitors benchmark.
--- BENCH_MODE: show | show304 | create | create_idem | update | mix | list.
+-- BENCH_MODE: show | show304 | show_stale | create | create_idem | update | mix | list.
 -- BENCH_IDS: ids 1..N exist (at version 1). BENCH_TOKEN: bearer token.
 -- BENCH_CURSOR: for list, the page[after] cursor (none: the first page).
 local mode = os.getenv("BENCH_MODE") or "show"
@@ -31,9 +31,12 @@ end
 local conditional = headers_with("If-None-Match")
 local idempotent = headers_with("Idempotency-Key")
 
-local function show304()
+-- Show with If-None-Match: the visitor's current tag (answered 304), or for show_stale a tag
+-- no visitor ever has (version 0: answered 200 with the body), so the two modes cost wrk the
+-- same and differ only in the answer.
+local function conditional_show(version)
   local id = math.random(1, ids)
-  conditional["If-None-Match"] = '"' .. id .. '.1"'
+  conditional["If-None-Match"] = '"' .. id .. '.' .. version .. '"'
   return wrk.format("GET", "/api/v2/chat/visitors/" .. id, conditional, "")
 end
 
@@ -57,7 +60,8 @@ end
 
 function request()
   if mode == "show" then return show() end
-  if mode == "show304" then return show304() end
+  if mode == "show304" then return conditional_show(1) end
+  if mode == "show_stale" then return conditional_show(0) end
   if mode == "create_idem" then return create_idem() end
   if mode == "list" then return wrk.format("GET", list_path, nil, "") end
   if mode == "update" then return update() end
