@@ -1,7 +1,13 @@
 """A bounded soak: 60 seconds of mixed concurrent traffic (create, show, update, bad requests)
 against the PostgreSQL store. Zero 5xx; every created visitor readable afterwards with its last
-written values; the server's resident memory at the end within 10% of its value after the first
-10 seconds. Prints the figures."""
+written values; the server's resident memory at the end within 10% of its value half-way through.
+Prints the figures.
+
+The first half is the warm-up: the allocator (mimalloc) takes memory in steps of about 2 MiB
+until it has what the load needs. Sampled every 10 s over a 180 s soak, the debug build went
+33.3, 35.1, 37.1 MiB in the first 30 s and then stayed at 37.1 MiB to the end; in a 60 s soak
+sampled after 20 s, one more step came later (32.5 to 34.9 MiB). A leak keeps growing through
+the second half (some 60,000 requests: 55 bytes each would pass 10%) and is still caught."""
 
 import collections
 import os
@@ -13,7 +19,7 @@ import time
 from harness import UNLIMITED, Client, Service, check, log, temp_database
 
 DURATION = float(os.environ.get("E2E_SOAK_SECONDS", "60"))
-WARM = min(10.0, DURATION / 6)
+WARM = DURATION / 2
 THREADS = 8
 MUTABLE = {
     "name": lambda r: f"Name {r.randrange(10**6)}",
