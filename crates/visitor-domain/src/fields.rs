@@ -488,6 +488,10 @@ mod tests {
     #[test]
     fn email_rules() {
         assert!(Email::parse("visitor1@example.com").is_ok());
+        // Beyond the plain path: `validator` itself takes address literals and international
+        // domain names.
+        assert!(Email::parse("visitor@[127.0.0.1]").is_ok());
+        assert!(Email::parse("visitor@bücher.de").is_ok());
         assert_eq!(
             code(Email::parse("[email protected]")),
             ErrorCode::InvalidFormat
@@ -625,6 +629,7 @@ mod tests {
         assert_eq!(VisitorId::new(42).unwrap().to_string(), "42");
         let created = Created::parse("2014-09-01T12:29:59.5+02:00").unwrap();
         assert_eq!(created.to_string(), "2014-09-01T10:29:59.500Z");
+        assert_eq!(String::from(created), "2014-09-01T10:29:59.500Z");
         assert_eq!(Name::parse("Ann").unwrap().to_string(), "Ann");
     }
 
