@@ -561,6 +561,29 @@ mod tests {
         assert_eq!(MemoryStore::new().pool_status(), None);
     }
 
+    /// A shard grows by exactly the chunks a slot needs, and finds the slot again in its chunk.
+    #[test]
+    fn slots_grow_by_the_chunks_a_slot_needs() {
+        let mut slots = Slots::default();
+        assert!(slots.get(0).is_none() && slots.get_mut(0).is_none());
+        for (n, chunks) in [
+            (1, 1),
+            (CHUNK - 1, 1),
+            (CHUNK, 2),
+            (CHUNK + 1, 2),
+            (5 * CHUNK + 3, 6),
+        ] {
+            assert!(slots.slot(n).is_none(), "slot {n}");
+            assert_eq!(slots.chunks.len(), chunks, "chunks after slot {n}");
+            assert!(
+                slots.get_mut(n).is_some_and(|slot| slot.is_none()),
+                "slot {n}"
+            );
+        }
+        assert!(slots.get_mut(6 * CHUNK).is_none());
+        assert_eq!(slots.count(), 0);
+    }
+
     /// Every external id hashes to 0: every create goes through the collision path.
     #[derive(Debug, Default)]
     struct Colliding;

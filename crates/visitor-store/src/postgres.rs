@@ -29,8 +29,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// "alive bypass window" is the same idea and the same length).
 const IDLE_BEFORE_PING: Duration = Duration::from_millis(500);
 
-/// A pooled connection idle this long is closed instead of used (sqlx's default).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// A pooled connection idle this long (10 minutes) is closed instead of used (sqlx's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How the Postgres store connects.
 #[derive(Debug, Clone)]

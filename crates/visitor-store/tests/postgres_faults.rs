@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use visitor_domain::{NewVisitor, VisitorId};
 use visitor_store::{PgStore, PgStoreOptions, StoreError, VisitorStore};
@@ -41,6 +41,33 @@ async fn a_server_that_is_not_there_is_unavailable_never_internal() {
     unavailable(store.migrate().await);
     unavailable(store.get(VisitorId::new(1).unwrap()).await);
     unavailable(store.create(NewVisitor::default()).await);
+}
+
+/// `from_pool` takes the sqlx pool's size and acquire timeout: a server that takes the
+/// connection and never answers is reported unavailable once the pool's 100 ms are up, not the
+/// store's default 3 s.
+#[tokio::test]
+async fn a_store_from_a_pool_keeps_its_size_and_acquire_timeout() {
+    // Listening, never accepting: the kernel completes the connection, nobody answers it.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/visitors",
+        silent.local_addr().unwrap().port()
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_millis(100))
+        .connect_lazy(&url)
+        .unwrap();
+    let store = PgStore::from_pool(&pool);
+    assert_eq!(store.pool_status().map(|status| status.max), Some(3));
+    let started = Instant::now();
+    unavailable(store.ping().await);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
 }
 
 #[tokio::test]
