@@ -21,6 +21,7 @@ pub enum Field<T> {
 }
 
 impl<T> Field<T> {
+    /// True when the key was not sent.
     pub fn is_absent(&self) -> bool {
         matches!(self, Self::Absent)
     }
@@ -59,17 +60,24 @@ impl<T> Field<T> {
 /// `None` means no value; `banned` defaults to `false` and `created` to the time of creation.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct NewVisitor {
+    /// The display name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Name>,
+    /// The e-mail address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    /// The phone number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone: Option<Phone>,
+    /// Notes about the visitor, fixed once it exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<Notes>,
+    /// The visitor's id in another system, unique and fixed once it exists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<ExternalId>,
+    /// Whether the visitor is banned (`false` unless sent).
     pub banned: bool,
+    /// When the visitor was created; `None` means at the time of creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<Created>,
 }
@@ -128,10 +136,15 @@ impl NewVisitor {
 /// return the object it read) but never with another value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VisitorPatch {
+    /// The display name: absent keeps it, `null` clears it.
     pub name: Field<Name>,
+    /// The e-mail address: absent keeps it, `null` clears it.
     pub email: Field<Email>,
+    /// The phone number: absent keeps it, `null` clears it.
     pub phone: Field<Phone>,
+    /// Whether the visitor is banned; `None` keeps it.
     pub banned: Option<bool>,
+    /// When the visitor was created; `None` keeps it.
     pub created: Option<Created>,
     /// Read-only: must equal the stored id when sent.
     pub id: Field<i64>,

@@ -10,6 +10,7 @@ use serde::Serialize;
 /// The codes are part of the public contract (they appear in the HTTP error envelope), so
 /// variants are only ever added, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// A string that must hold at least one character is empty.
     Blank,
@@ -54,12 +55,15 @@ impl fmt::Display for ErrorCode {
 /// One broken rule of one key: a stable code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The broken rule, written as `error` on the wire.
     #[serde(rename = "error")]
     pub code: ErrorCode,
+    /// A sentence for people.
     pub description: String,
 }
 
 impl FieldError {
+    /// An error with its code and description.
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         Self {
             code,
@@ -84,6 +88,7 @@ impl std::error::Error for FieldError {}
 pub struct ValidationErrors(BTreeMap<String, Vec<FieldError>>);
 
 impl ValidationErrors {
+    /// An empty set.
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,6 +100,7 @@ impl ValidationErrors {
         errors
     }
 
+    /// Adds one error to a key.
     pub fn add(&mut self, key: impl Into<String>, error: FieldError) {
         self.0.entry(key.into()).or_default().push(error);
     }
@@ -106,6 +112,7 @@ impl ValidationErrors {
         }
     }
 
+    /// True when no error was collected.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -120,6 +127,7 @@ impl ValidationErrors {
         self.0.keys().map(String::as_str)
     }
 
+    /// Every offending key with its errors, keys sorted.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[FieldError])> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }

@@ -76,10 +76,12 @@ macro_rules! text_field {
                 Ok(Self(value.into_boxed_str()))
             }
 
+            /// The text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
+            /// The text, given up as a `String`.
             pub fn into_inner(self) -> String {
                 self.0.into_string()
             }
@@ -202,8 +204,10 @@ text_field!(
 pub struct VisitorId(i64);
 
 impl VisitorId {
+    /// The key this value is stored under.
     pub const KEY: &'static str = "id";
 
+    /// Accepts a positive value.
     pub fn new(value: i64) -> Result<Self, FieldError> {
         if value > 0 {
             Ok(Self(value))
@@ -233,6 +237,7 @@ impl VisitorId {
             .ok_or_else(invalid)
     }
 
+    /// The id as a number.
     pub fn get(self) -> i64 {
         self.0
     }
@@ -296,6 +301,7 @@ fn put_digits(out: &mut [u8], mut value: u32) {
 }
 
 impl Created {
+    /// The key this value is stored under.
     pub const KEY: &'static str = "created";
 
     /// The current time, in whole seconds (the default for a new visitor).
@@ -336,6 +342,7 @@ impl Created {
         Ok(Self(normalized))
     }
 
+    /// The instant, in UTC.
     pub fn get(self) -> DateTime<Utc> {
         self.0
     }

@@ -25,6 +25,7 @@ impl BodyFingerprint {
         Self(bytes)
     }
 
+    /// The 32 bytes of the digest.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -12,13 +12,21 @@ use crate::fields::{Created, Email, ExternalId, Name, Notes, Phone, VisitorId};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Visitor {
+    /// Whether the visitor is currently banned or not.
     pub banned: bool,
+    /// The create date for the visitor.
     pub created: Created,
+    /// The email ID of the visitor.
     pub email: Option<Email>,
+    /// The external ID of the visitor.
     pub external_id: Option<ExternalId>,
+    /// The ID of the visitor.
     pub id: VisitorId,
+    /// The name to be displayed for the visitor.
     pub name: Option<Name>,
+    /// Any additional notes about the visitor.
     pub notes: Option<Notes>,
+    /// The phone number of the visitor (if available).
     pub phone: Option<Phone>,
 }
 
