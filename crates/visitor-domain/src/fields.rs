@@ -390,7 +390,7 @@ impl Created {
         let micros = t.nanosecond() / 1_000;
         let len = match micros {
             0 => 19,
-            _ if micros % 1_000 == 0 => {
+            _ if micros.is_multiple_of(1_000) => {
                 put_digits(&mut bytes[20..23], micros / 1_000);
                 23
             }
