@@ -21,7 +21,7 @@ E2E_PY := $(E2E)/.venv/bin/python
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
 	e2e-prometheus e2e-cluster e2e-pgbouncer e2e-python e2e-node e2e-chromium debian-prometheus \
 	debian-haproxy debian-pgbouncer \
-	check-postgres bench mutants tools-mutants
+	check-postgres bench mutants mutants-changed tools-mutants publish-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,19 +38,27 @@ check-postgres:
 build-bin:
 	$(CARGO) build -p visitor-http --bin visitor-http
 
-test-rust: tools-nextest check-postgres build-bin ## the Rust unit, conformance and black-box tests
+test-rust: tools-nextest check-postgres ## the Rust unit, conformance and black-box tests
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) nextest run --workspace --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) test --workspace --doc
 
-lint: layering ## fmt --check, clippy with warnings denied, the layering check
+lint: layering ## fmt --check, clippy with warnings denied, the layering and import-cycle checks
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 tools/module_cycles.py
 
 layering: ## the domain crate must not depend on sqlx, actix-web or tokio
 	@for dep in sqlx actix-web tokio; do \
 	  if $(CARGO) tree -p visitor-domain -e normal -i $$dep >/dev/null 2>&1; then \
 	    echo "layering: visitor-domain depends on $$dep"; exit 1; fi; \
 	done; echo "layering: visitor-domain is free of sqlx, actix-web and tokio"
+	@if $(CARGO) tree -p visitor-store --no-default-features -e normal 2>/dev/null | grep -q ' sqlx v'; then \
+	  echo "layering: visitor-store without its postgres feature still depends on sqlx"; exit 1; fi
+	$(CARGO) check -q -p visitor-store --no-default-features --all-targets
+	@echo "layering: visitor-store builds without sqlx (--no-default-features)"
+
+publish-check: ## visitor-domain packages and builds as crates.io would take it
+	$(CARGO) publish --dry-run -p visitor-domain
 
 # End-to-end checks by outside tools, each runnable alone (see README). They start the built
 # binary on free loopback ports; the Python venv and node_modules live under tests/e2e (ignored).
@@ -128,6 +136,26 @@ mutants: tools-mutants tools-nextest check-postgres ## mutation testing of visit
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --test-tool nextest --jobs 2 \
 	  --output target/mutants/store
 
+# CI's share: the mutants of the lines changed since the last commit whose full run passed (the
+# commit in .cargo/mutants-base, advanced after each passing `make mutants`). Nothing changed in
+# the two crates: nothing to run. The base missing from the history: the full run.
+MUTANTS_BASE := $(shell cat .cargo/mutants-base 2>/dev/null)
+mutants-changed: check-postgres ## mutation testing of the domain and store lines changed since .cargo/mutants-base
+	@mkdir -p target/mutants
+	@if ! git cat-file -e "$(MUTANTS_BASE)^{commit}" 2>/dev/null; then \
+	  echo "mutants: base $(MUTANTS_BASE) is not in this history; running the full set"; \
+	  $(MAKE) --no-print-directory mutants; \
+	elif git diff --quiet "$(MUTANTS_BASE)" -- crates/visitor-domain/src crates/visitor-store/src crates/visitor-store/migrations; then \
+	  echo "mutants: nothing in visitor-domain or visitor-store changed since $(MUTANTS_BASE)"; \
+	else \
+	  git diff "$(MUTANTS_BASE)" -- crates/visitor-domain/src crates/visitor-store/src > target/mutants/changed.diff; \
+	  $(MAKE) --no-print-directory tools-mutants tools-nextest; \
+	  $(CARGO) mutants --in-diff target/mutants/changed.diff --package visitor-domain --test-tool nextest \
+	    --output target/mutants/domain-changed && \
+	  DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --in-diff target/mutants/changed.diff \
+	    --package visitor-store --test-tool nextest --jobs 2 --output target/mutants/store-changed; \
+	fi
+
 tools-mutants:
 	@$(CARGO) mutants --version 2>/dev/null | grep -q $(MUTANTS_VERSION) || $(CARGO) install cargo-mutants --version $(MUTANTS_VERSION) --locked
 
@@ -136,11 +164,13 @@ openapi: ## rewrite openapi.yaml from the code (a test fails when they differ)
 	mv openapi.yaml.tmp openapi.yaml
 
 db-prepare: tools-sqlx ## refresh the committed .sqlx/ query data from a migrated database
-	DATABASE_URL=$(PREPARE_DATABASE_URL) sqlx database setup --source crates/visitor-store/migrations
+	DATABASE_URL=$(PREPARE_DATABASE_URL) sqlx database reset -y --source crates/visitor-store/migrations
 	DATABASE_URL=$(PREPARE_DATABASE_URL) $(CARGO) sqlx prepare --workspace
 
 db-check: tools-sqlx ## fail when .sqlx/ is stale
-	DATABASE_URL=$(PREPARE_DATABASE_URL) sqlx database setup --source crates/visitor-store/migrations
+	# reset, not setup: the scratch database is rebuilt from the committed migrations, so one
+	# applied there by an uncommitted branch cannot fail the check
+	DATABASE_URL=$(PREPARE_DATABASE_URL) sqlx database reset -y --source crates/visitor-store/migrations
 	DATABASE_URL=$(PREPARE_DATABASE_URL) $(CARGO) sqlx prepare --workspace --check
 
 tools-nextest:

@@ -8,9 +8,9 @@ use actix_web::dev::ServerHandle;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
-use visitor_http::auth::{Role, TokenRegistry, TokenSpec};
-use visitor_http::startup::Shutdown;
-use visitor_http::{AppState, Application, ServerOptions};
+use visitor_http::{
+    AppSettings, Application, Role, ServerOptions, Shutdown, TokenRegistry, TokenSpec,
+};
 use visitor_store::{IdempotencyPolicy, MemoryStore, PgStore, PgStoreOptions, SharedStorage};
 
 pub const ADMIN_TOKEN: &str = "admin-test-token";
@@ -77,17 +77,17 @@ pub async fn spawn_with_policy(
     postgres: Option<Arc<PgStore>>,
     idempotency: IdempotencyPolicy,
 ) -> TestApp {
-    let state = AppState {
+    let settings = AppSettings {
         idempotency,
-        ..AppState::new(store, tokens())
+        ..AppSettings::new(store, tokens())
     };
-    spawn_state(state, postgres, Duration::ZERO).await
+    spawn_state(settings, postgres, Duration::ZERO).await
 }
 
-/// Starts a server for `state` (rate limits off unless it sets them) with `drain` as its drain
+/// Starts a server for `settings` (rate limits off unless they set them) with `drain` as its drain
 /// period; `postgres`, when given, is closed by [`TestApp::stop`].
 pub async fn spawn_state(
-    state: AppState,
+    settings: AppSettings,
     postgres: Option<Arc<PgStore>>,
     drain: Duration,
 ) -> TestApp {
@@ -98,7 +98,7 @@ pub async fn spawn_state(
         handle_signals: false,
         drain,
     };
-    let app = Application::build(state, listener, &options).unwrap();
+    let app = Application::build(settings, listener, &options).unwrap();
     let base = format!("http://{}", app.addr());
     let handle = app.handle();
     let shutdown = app.shutdown();

@@ -186,10 +186,7 @@ async fn the_legacy_prefix_shares_the_keys(app: &TestApp) {
 /// Records expire after the configured time; the purge removes them.
 #[tokio::test]
 async fn an_expired_record_is_not_replayed() {
-    let policy = IdempotencyPolicy {
-        ttl: Duration::ZERO,
-        ..IdempotencyPolicy::default()
-    };
+    let policy = IdempotencyPolicy::with_ttl(Duration::ZERO);
     let store = Arc::new(MemoryStore::new());
     let app = spawn_with_policy(store.clone(), None, policy).await;
     let first = create_with_key(&app, "short", "{}").await;

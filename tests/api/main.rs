@@ -5,7 +5,6 @@
 mod helpers;
 
 mod auth;
-mod binary;
 mod concurrency;
 mod conditional;
 mod delete;

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
-use visitor_http::auth::{Role, TokenSpec};
-use visitor_http::ratelimit::RateSetting;
-use visitor_http::startup::MetricsEndpoint;
-use visitor_http::AppState;
+use visitor_http::{AppSettings, MetricsEndpoint, RateSetting, Role, TokenSpec};
 use visitor_store::{MemoryStore, PgStore, PgStoreOptions, TokenStore};
 
 use crate::helpers::{
@@ -21,8 +18,8 @@ fn rate(text: &str) -> RateSetting {
     text.parse().unwrap()
 }
 
-fn memory_state() -> AppState {
-    AppState::new(Arc::new(MemoryStore::new()), tokens())
+fn memory_state() -> AppSettings {
+    AppSettings::new(Arc::new(MemoryStore::new()), tokens())
 }
 
 async fn get_as(app: &TestApp, token: &str, path: &str) -> Answer {
@@ -52,7 +49,7 @@ fn assert_allowance(answer: &Answer, limit: &str, remaining: &str) {
 
 #[tokio::test]
 async fn a_token_over_its_limit_gets_429_and_nothing_changes() {
-    let state = AppState {
+    let state = AppSettings {
         rate_limit: rate("3/min"),
         ..memory_state()
     };
@@ -86,7 +83,7 @@ async fn a_token_over_its_limit_gets_429_and_nothing_changes() {
 
 #[tokio::test]
 async fn an_agent_is_counted_too_and_its_403_carries_the_headers() {
-    let state = AppState {
+    let state = AppSettings {
         rate_limit: rate("2/min"),
         ..memory_state()
     };
@@ -114,7 +111,7 @@ async fn an_agent_is_counted_too_and_its_403_carries_the_headers() {
 
 #[tokio::test]
 async fn failed_authentication_is_limited_per_address_before_the_token_is_checked() {
-    let state = AppState {
+    let state = AppSettings {
         auth_failure_limit: rate("3/min"),
         ..memory_state()
     };
@@ -141,7 +138,7 @@ async fn failed_authentication_is_limited_per_address_before_the_token_is_checke
 
 #[tokio::test]
 async fn successes_do_not_count_against_the_failure_limit() {
-    let state = AppState {
+    let state = AppSettings {
         auth_failure_limit: rate("2/min"),
         ..memory_state()
     };
@@ -240,7 +237,7 @@ async fn metrics_show_the_pool_and_store_errors(pool: PgPool) {
         (*pool.connect_options()).clone(),
         &options,
     ));
-    let state = AppState::new(own.clone(), tokens());
+    let state = AppSettings::new(own.clone(), tokens());
     let app = spawn_state(state, Some(own), Duration::ZERO).await;
     app.created(&json!({"name": "Pooled"})).await;
     let text = scrape(&app.client, &app.url("/metrics")).await;
@@ -268,7 +265,7 @@ async fn metrics_show_the_pool_and_store_errors(pool: PgPool) {
     let down = PgStore::connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/x"), &options)
         .unwrap();
     let app = spawn_state(
-        AppState::new(Arc::new(down), tokens()),
+        AppSettings::new(Arc::new(down), tokens()),
         None,
         Duration::ZERO,
     )
@@ -287,7 +284,7 @@ async fn metrics_show_the_pool_and_store_errors(pool: PgPool) {
 async fn metrics_move_to_their_own_listener_or_off() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let own = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let state = AppState {
+    let state = AppSettings {
         metrics: MetricsEndpoint::Own(listener),
         ..memory_state()
     };
@@ -303,7 +300,7 @@ async fn metrics_move_to_their_own_listener_or_off() {
     );
     app.stop().await;
 
-    let state = AppState {
+    let state = AppSettings {
         metrics: MetricsEndpoint::Off,
         ..memory_state()
     };
@@ -329,9 +326,9 @@ async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Durati
 async fn stored_tokens_are_honoured_and_revoked_within_five_seconds(pool: PgPool) {
     let store = Arc::new(PgStore::from_pool(&pool));
     let token_store: Arc<dyn TokenStore> = store.clone();
-    let state = AppState {
+    let state = AppSettings {
         token_store: Some(token_store),
-        ..AppState::new(store.clone(), tokens())
+        ..AppSettings::new(store.clone(), tokens())
     };
     let app = spawn_state(state, None, Duration::ZERO).await;
     let path = "/api/v2/chat/visitors";

@@ -6,17 +6,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
 use actix_web::test::{call_service, init_service, read_body, TestRequest};
-use actix_web::web::Data;
-use actix_web::App;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use secrecy::SecretString;
-use visitor_http::auth::{require_administrator, Role, TokenRegistry, TokenSpec};
-use visitor_http::routes;
-use visitor_http::telemetry::request_context;
-use visitor_store::{IdempotencyPolicy, IdempotencyStore, MemoryStore, VisitorStore};
+use visitor_http::{in_process, AppSettings, Role, TokenRegistry, TokenSpec};
+use visitor_store::MemoryStore;
 
 const TOKEN: &str = "property-token";
 
@@ -158,23 +153,12 @@ const CODES: [&str; 5] = [
 #[test]
 fn any_json_object_ends_in_a_2xx_or_an_envelope() {
     let system = actix_web::rt::System::new();
-    let store = Arc::new(MemoryStore::new());
-    let visitors: Arc<dyn VisitorStore> = store.clone();
-    let records: Arc<dyn IdempotencyStore> = store;
     let tokens = TokenRegistry::new(vec![TokenSpec::plain(
         Role::Administrator,
         &SecretString::from(TOKEN),
     )]);
-    let app = system.block_on(init_service(
-        App::new()
-            .app_data(Data::<dyn VisitorStore>::from(visitors))
-            .app_data(Data::<dyn IdempotencyStore>::from(records))
-            .app_data(Data::new(IdempotencyPolicy::default()))
-            .app_data(Data::new(tokens))
-            .configure(routes::configure)
-            .wrap(from_fn(require_administrator))
-            .wrap(from_fn(request_context)),
-    ));
+    let settings = AppSettings::new(Arc::new(MemoryStore::new()), tokens);
+    let app = system.block_on(init_service(in_process(settings).unwrap()));
     let existing = system.block_on(call_service(
         &app,
         TestRequest::post()

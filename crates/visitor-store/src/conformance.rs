@@ -1,8 +1,9 @@
 //! The conformance suite: one set of cases that every [`VisitorStore`] must pass.
 //!
-//! Each case takes a fresh, empty store and panics when the store breaks the contract. Backends
-//! run the whole list through [`conformance_tests!`](crate::conformance_tests), which writes one
-//! test per case.
+//! Each case takes a fresh, empty store and panics when the store breaks the contract. The cases
+//! are declared inside one `cases!` invocation, which also writes the
+//! `visitor_store::conformance_tests!` macro from the same list: a backend runs every case by
+//! invoking it once (see `tests/conformance.rs`), and a case cannot be added without running.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
@@ -16,67 +17,9 @@ use visitor_domain::{
 };
 
 use crate::{
-    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ListQuery, Order,
+    IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ListQuery, Order,
     SharedStorage as SharedStore, StoreError, StoredVisitor, Version,
 };
-
-/// Writes one test per conformance case for a backend.
-///
-/// `$attr` is the test attribute, `$store` a function from the test's arguments to a
-/// [`SharedStorage`](crate::SharedStorage), and `$args` those arguments.
-#[macro_export]
-macro_rules! conformance_tests {
-    (#[$attr:meta] async fn $params:tt => $store:expr) => {
-        $crate::conformance_tests!(@cases #[$attr] $params $store;
-            create_assigns_distinct_positive_ids,
-            create_then_get_returns_the_same_visitor,
-            create_defaults_banned_and_created,
-            create_keeps_values_exactly_at_their_limits,
-            create_keeps_created_to_the_microsecond,
-            get_of_a_missing_id_is_not_found,
-            duplicate_external_id_is_a_conflict_and_stores_nothing,
-            external_id_uniqueness_is_exact_and_ignores_null,
-            update_merges_only_the_keys_sent,
-            update_clears_name_email_and_phone_with_null,
-            update_of_a_missing_id_is_not_found,
-            update_refuses_changed_read_only_keys_and_changes_nothing,
-            update_accepts_the_object_it_read,
-            empty_update_changes_nothing,
-            ping_answers,
-            concurrent_updates_of_different_keys_all_persist,
-            concurrent_creates_with_one_external_id_give_one_success,
-            concurrent_creates_give_distinct_ids,
-            versions_start_at_one_and_grow_only_with_a_change,
-            conditional_update_checks_the_version_first,
-            concurrent_updates_expecting_one_version_give_one_success,
-            delete_erases_for_good_and_frees_the_external_id,
-            conditional_delete_checks_the_version,
-            list_pages_by_id_in_both_orders,
-            list_filters_by_external_id_email_and_banned,
-            list_walk_sees_every_lasting_visitor_once_while_others_come_and_go,
-            idempotency_records_replay_mismatch_and_in_use,
-            idempotency_keys_belong_to_their_owner,
-            a_failed_or_released_claim_frees_the_key,
-            expired_records_and_stale_claims_give_the_key_up,
-            erasing_a_visitor_removes_its_idempotency_records,
-            concurrent_claims_of_one_key_create_one_visitor,
-            idempotent_create_records_and_replays_its_answer,
-            idempotent_answers_keep_created_at_its_limits,
-            a_failed_idempotent_create_records_nothing,
-            idempotent_create_takes_over_dead_records_and_erasing_frees_the_key,
-            concurrent_idempotent_creates_of_one_key_create_one_visitor,
-        );
-    };
-    (@cases #[$attr:meta] $params:tt $store:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[$attr]
-            async fn $case $params {
-                let store: $crate::SharedStorage = $store;
-                $crate::conformance::$case(store).await;
-            }
-        )*
-    };
-}
 
 fn new_visitor(body: Value) -> NewVisitor {
     NewVisitor::from_json(body.as_object().expect("an object")).expect("a valid create")
@@ -106,6 +49,72 @@ fn invalid_keys<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Validation
 fn wire(visitor: &Visitor) -> Value {
     serde_json::to_value(visitor).expect("a visitor serialises")
 }
+
+fn ids(page: &[StoredVisitor]) -> Vec<i64> {
+    page.iter().map(|stored| stored.id.get()).collect()
+}
+
+fn query(filter: VisitorFilter, order: Order, after: Option<VisitorId>, limit: usize) -> ListQuery {
+    ListQuery {
+        filter,
+        order,
+        after,
+        limit,
+    }
+}
+
+fn filter(pairs: &[(&str, &str)]) -> VisitorFilter {
+    VisitorFilter::parse(pairs.iter().copied()).expect("a valid filter")
+}
+
+fn key(owner: &str, key: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        owner: owner.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+fn fingerprint(body: &Value) -> BodyFingerprint {
+    BodyFingerprint::of(body.as_object().expect("an object"))
+}
+
+fn created(outcome: Idempotent) -> StoredVisitor {
+    match outcome {
+        Idempotent::Created(stored) => stored,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+/// Declares the cases and, from the same list, the [`conformance_tests!`] macro that writes one
+/// test per case: a case cannot exist without running on every backend that uses the macro.
+/// `$d` is a `$` token, so that the inner macro can have metavariables of its own.
+macro_rules! cases {
+    ($d:tt $($(#[$meta:meta])* pub async fn $case:ident($store:ident: SharedStore $(,)?) $body:block)*) => {
+        $($(#[$meta])* pub async fn $case($store: SharedStore) $body)*
+
+        /// Every case's name, in the order declared.
+        pub const CASES: &[&str] = &[$(stringify!($case)),*];
+
+        /// Writes one test per conformance case for a backend.
+        ///
+        /// `$attr` is the test attribute, `$store` an expression of the test's arguments
+        /// giving a [`SharedStorage`](crate::SharedStorage), and `$params` those arguments.
+        #[macro_export]
+        macro_rules! conformance_tests {
+            (#[$d attr:meta] async fn $d params:tt => $d store:expr) => {
+                $(
+                    #[$d attr]
+                    async fn $case $d params {
+                        let store: $d crate::SharedStorage = $d store;
+                        $d crate::conformance::$case(store).await;
+                    }
+                )*
+            };
+        }
+    };
+}
+
+cases! { $
 
 pub async fn create_assigns_distinct_positive_ids(store: SharedStore) {
     let first = store.create(NewVisitor::default()).await.unwrap();
@@ -419,23 +428,6 @@ pub async fn concurrent_creates_give_distinct_ids(store: SharedStore) {
         assert_eq!(stored, visitor);
     }
     assert_eq!(ids.len(), 200);
-}
-
-fn ids(page: &[StoredVisitor]) -> Vec<i64> {
-    page.iter().map(|stored| stored.id.get()).collect()
-}
-
-fn query(filter: VisitorFilter, order: Order, after: Option<VisitorId>, limit: usize) -> ListQuery {
-    ListQuery {
-        filter,
-        order,
-        after,
-        limit,
-    }
-}
-
-fn filter(pairs: &[(&str, &str)]) -> VisitorFilter {
-    VisitorFilter::parse(pairs.iter().copied()).expect("a valid filter")
 }
 
 pub async fn versions_start_at_one_and_grow_only_with_a_change(store: SharedStore) {
@@ -837,291 +829,8 @@ pub async fn list_walk_sees_every_lasting_visitor_once_while_others_come_and_go(
     churn.await.expect("the churn task ran");
 }
 
-fn key(owner: &str, key: &str) -> IdempotencyKey {
-    IdempotencyKey {
-        owner: owner.to_owned(),
-        key: key.to_owned(),
-    }
-}
-
-fn fingerprint(body: &Value) -> BodyFingerprint {
-    BodyFingerprint::of(body.as_object().expect("an object"))
-}
-
-fn acquired(claim: Claim) -> ClaimTicket {
-    match claim {
-        Claim::Acquired(ticket) => ticket,
-        other => panic!("expected Acquired, got {other:?}"),
-    }
-}
-
-pub async fn idempotency_records_replay_mismatch_and_in_use(store: SharedStore) {
-    let policy = IdempotencyPolicy::default();
-    let body = json!({"name": "Visitor 1", "external_id": "idem"});
-    let k = key("owner-a", "key-1");
-    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
-    assert_eq!(
-        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
-        Claim::InUse
-    );
-    let created = store
-        .create_claimed(&ticket, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    assert_eq!(store.get(created.id).await.unwrap(), created);
-    assert_eq!(
-        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
-        Claim::Replay(created.clone())
-    );
-    // The answer is the one recorded, whatever happened to the visitor since.
-    store
-        .update(created.id, patch(json!({"name": "Changed"})))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
-        Claim::Replay(created.clone())
-    );
-    let other = json!({"name": "Visitor 2"});
-    assert_eq!(
-        store
-            .claim(&k, &fingerprint(&other), &policy)
-            .await
-            .unwrap(),
-        Claim::Mismatch
-    );
-    // A used ticket cannot create again.
-    assert!(matches!(
-        store.create_claimed(&ticket, new_visitor(body)).await,
-        Err(StoreError::KeyInUse)
-    ));
-    let all = store
-        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
-        .await
-        .unwrap();
-    assert_eq!(ids(&all), [created.id.get()]);
-}
-
-pub async fn idempotency_keys_belong_to_their_owner(store: SharedStore) {
-    let policy = IdempotencyPolicy::default();
-    let body = json!({"name": "Shared key"});
-    let mine = acquired(
-        store
-            .claim(&key("a", "k"), &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-    );
-    let first = store
-        .create_claimed(&mine, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    let theirs = acquired(
-        store
-            .claim(&key("b", "k"), &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-    );
-    let second = store
-        .create_claimed(&theirs, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    assert_ne!(first.id, second.id);
-    assert_eq!(
-        store
-            .claim(&key("a", "k"), &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-        Claim::Replay(first)
-    );
-}
-
-pub async fn a_failed_or_released_claim_frees_the_key(store: SharedStore) {
-    let policy = IdempotencyPolicy::default();
-    store.create(seed()).await.unwrap();
-    let body = json!({"external_id": "john_extid"});
-    let k = key("a", "retry-me");
-    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
-    assert!(matches!(
-        store
-            .create_claimed(&ticket, new_visitor(body.clone()))
-            .await,
-        Err(StoreError::Conflict)
-    ));
-    // Nothing was recorded: the same key may run again, even with another body.
-    let other = json!({"external_id": "fresh"});
-    let ticket = acquired(
-        store
-            .claim(&k, &fingerprint(&other), &policy)
-            .await
-            .unwrap(),
-    );
-    store.release(&ticket).await.unwrap();
-    store.release(&ticket).await.unwrap();
-    let ticket = acquired(
-        store
-            .claim(&k, &fingerprint(&other), &policy)
-            .await
-            .unwrap(),
-    );
-    let created = store
-        .create_claimed(&ticket, new_visitor(other.clone()))
-        .await
-        .unwrap();
-    // Releasing a completed claim does nothing.
-    store.release(&ticket).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&k, &fingerprint(&other), &policy)
-            .await
-            .unwrap(),
-        Claim::Replay(created)
-    );
-}
-
-pub async fn expired_records_and_stale_claims_give_the_key_up(store: SharedStore) {
-    let body = json!({"name": "Short-lived"});
-    let expiring = IdempotencyPolicy {
-        ttl: std::time::Duration::ZERO,
-        ..IdempotencyPolicy::default()
-    };
-    let k = key("a", "expiring");
-    let ticket = acquired(
-        store
-            .claim(&k, &fingerprint(&body), &expiring)
-            .await
-            .unwrap(),
-    );
-    let first = store
-        .create_claimed(&ticket, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    let ticket = acquired(
-        store
-            .claim(&k, &fingerprint(&body), &expiring)
-            .await
-            .unwrap(),
-    );
-    let second = store
-        .create_claimed(&ticket, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    assert_ne!(
-        first.id, second.id,
-        "an expired record is no longer replayed"
-    );
-    assert!(store.purge_expired().await.unwrap() >= 1);
-    assert_eq!(store.purge_expired().await.unwrap(), 0);
-
-    let stale = IdempotencyPolicy {
-        stale_after: std::time::Duration::ZERO,
-        ..IdempotencyPolicy::default()
-    };
-    let k = key("a", "abandoned");
-    let abandoned = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
-    let taken_over = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
-    assert_ne!(abandoned, taken_over);
-    assert!(matches!(
-        store
-            .create_claimed(&abandoned, new_visitor(body.clone()))
-            .await,
-        Err(StoreError::KeyInUse)
-    ));
-    let third = store
-        .create_claimed(&taken_over, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    let all = store
-        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
-        .await
-        .unwrap();
-    assert_eq!(ids(&all), [first.id.get(), second.id.get(), third.id.get()]);
-    // A live record survives a purge.
-    assert_eq!(store.purge_expired().await.unwrap(), 0);
-    assert_eq!(
-        store
-            .claim(&k, &fingerprint(&body), &IdempotencyPolicy::default())
-            .await
-            .unwrap(),
-        Claim::Replay(third)
-    );
-}
-
-pub async fn erasing_a_visitor_removes_its_idempotency_records(store: SharedStore) {
-    let policy = IdempotencyPolicy::default();
-    let body = json!({"name": "Forget me", "email": "forget@example.com"});
-    let k = key("a", "erase");
-    let ticket = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
-    let created = store
-        .create_claimed(&ticket, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    let kept = acquired(
-        store
-            .claim(&key("a", "keep"), &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-    );
-    let other = store
-        .create_claimed(&kept, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    store.delete(created.id, &IfMatch::Any).await.unwrap();
-    // The record that held the erased visitor is gone: the key runs anew.
-    let again = acquired(store.claim(&k, &fingerprint(&body), &policy).await.unwrap());
-    store.release(&again).await.unwrap();
-    assert_eq!(
-        store
-            .claim(&key("a", "keep"), &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-        Claim::Replay(other)
-    );
-}
-
-/// Ten requests with one key at once: exactly one creates; the others find it in use or replay
-/// its answer.
-pub async fn concurrent_claims_of_one_key_create_one_visitor(store: SharedStore) {
-    let body = json!({"name": "Once"});
-    let requests = (0..10).map(|_| {
-        let store = Arc::clone(&store);
-        let body = body.clone();
-        tokio::spawn(async move {
-            let policy = IdempotencyPolicy::default();
-            match store
-                .claim(&key("a", "once"), &fingerprint(&body), &policy)
-                .await?
-            {
-                Claim::Acquired(ticket) => store
-                    .create_claimed(&ticket, new_visitor(body))
-                    .await
-                    .map(Some),
-                Claim::Replay(_) | Claim::InUse => Ok(None),
-                Claim::Mismatch => panic!("one body, no mismatch"),
-            }
-        })
-    });
-    let created: Vec<_> = join_all(requests)
-        .await
-        .into_iter()
-        .filter_map(|outcome| outcome.expect("the task ran").expect("no store error"))
-        .collect();
-    assert_eq!(created.len(), 1, "{created:?}");
-    let all = store
-        .list(&query(VisitorFilter::default(), Order::Ascending, None, 20))
-        .await
-        .unwrap();
-    assert_eq!(ids(&all), [created[0].id.get()]);
-}
-
-fn created(outcome: Idempotent) -> StoredVisitor {
-    match outcome {
-        Idempotent::Created(stored) => stored,
-        other => panic!("expected Created, got {other:?}"),
-    }
-}
-
-/// The one-step create records, replays the answer as it was created, refuses another body, and
-/// answers exactly what a claim would.
+/// The one-step create records, replays the answer as it was created (whatever happened to the
+/// visitor since), and refuses another body; none of it creates a second visitor.
 pub async fn idempotent_create_records_and_replays_its_answer(store: SharedStore) {
     let policy = IdempotencyPolicy::default();
     let body = json!({"name": "Once", "email": "once@example.com", "external_id": "once",
@@ -1139,48 +848,54 @@ pub async fn idempotent_create_records_and_replays_its_answer(store: SharedStore
         .update(first.id, patch(json!({"name": "Changed"})))
         .await
         .unwrap();
-    let again = store
-        .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
-        .await
-        .unwrap();
-    assert_eq!(again, Idempotent::Replay(first.clone()));
-    assert_eq!(
-        store.claim(&k, &fingerprint(&body), &policy).await.unwrap(),
-        Claim::Replay(first.clone())
-    );
+    for _ in 0..2 {
+        let again = store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap();
+        assert_eq!(again, Idempotent::Replay(first.clone()));
+    }
     let other = json!({"name": "Another"});
     assert_eq!(
         store
-            .create_idempotent(
-                &k,
-                &fingerprint(&other),
-                &policy,
-                new_visitor(other.clone())
-            )
+            .create_idempotent(&k, &fingerprint(&other), &policy, new_visitor(other))
             .await
             .unwrap(),
         Idempotent::Mismatch
-    );
-    // A key claimed by a request still running is in use.
-    let running = key("a", "running");
-    acquired(
-        store
-            .claim(&running, &fingerprint(&body), &policy)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(
-        store
-            .create_idempotent(&running, &fingerprint(&other), &policy, new_visitor(other))
-            .await
-            .unwrap(),
-        Idempotent::InUse
     );
     let all = store
         .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
         .await
         .unwrap();
     assert_eq!(ids(&all), [first.id.get()]);
+}
+
+/// Two owners with the same key each get a visitor of their own, and each its own replay.
+pub async fn idempotency_keys_belong_to_their_owner(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Shared key"});
+    let mine = created(
+        store
+            .create_idempotent(&key("a", "k"), &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    let theirs = created(
+        store
+            .create_idempotent(&key("b", "k"), &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(mine.id, theirs.id);
+    for (owner, answer) in [("a", mine), ("b", theirs)] {
+        assert_eq!(
+            store
+                .create_idempotent(&key(owner, "k"), &fingerprint(&body), &policy, new_visitor(body.clone()))
+                .await
+                .unwrap(),
+            Idempotent::Replay(answer)
+        );
+    }
 }
 
 /// The earliest and latest dates a visitor may have come back from a record as they went in.
@@ -1207,102 +922,130 @@ pub async fn idempotent_answers_keep_created_at_its_limits(store: SharedStore) {
     }
 }
 
+/// A create that fails (here on a used `external_id`) records nothing: the key runs again, even
+/// with another body.
 pub async fn a_failed_idempotent_create_records_nothing(store: SharedStore) {
     let policy = IdempotencyPolicy::default();
     store.create(seed()).await.unwrap();
     let taken = json!({"external_id": "john_extid"});
     let k = key("a", "fails");
-    assert!(matches!(
-        store
-            .create_idempotent(
-                &k,
-                &fingerprint(&taken),
-                &policy,
-                new_visitor(taken.clone())
-            )
-            .await,
-        Err(StoreError::Conflict)
-    ));
+    for _ in 0..2 {
+        assert!(matches!(
+            store
+                .create_idempotent(&k, &fingerprint(&taken), &policy, new_visitor(taken.clone()))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
     let free = json!({"external_id": "free"});
-    created(
+    let made = created(
+        store
+            .create_idempotent(&k, &fingerprint(&free), &policy, new_visitor(free.clone()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
         store
             .create_idempotent(&k, &fingerprint(&free), &policy, new_visitor(free))
             .await
             .unwrap(),
+        Idempotent::Replay(made)
     );
 }
 
-/// Expired records and stale claims give the key up to the one-step create; erasing the visitor
-/// of the record that holds a key frees it, and erasing an older visitor of the key does not.
-pub async fn idempotent_create_takes_over_dead_records_and_erasing_frees_the_key(
-    store: SharedStore,
-) {
-    let body = json!({"name": "Again"});
-    let expiring = IdempotencyPolicy {
-        ttl: std::time::Duration::ZERO,
-        ..IdempotencyPolicy::default()
-    };
-    let k = key("a", "dead");
+/// An expired record gives its key up (and is purged); a live one is kept by a purge.
+pub async fn expired_records_give_the_key_up_and_are_purged(store: SharedStore) {
+    let body = json!({"name": "Short-lived"});
+    let expiring = IdempotencyPolicy::with_ttl(std::time::Duration::ZERO);
+    let policy = IdempotencyPolicy::default();
+    let k = key("a", "expiring");
     let first = created(
         store
-            .create_idempotent(
-                &k,
-                &fingerprint(&body),
-                &expiring,
-                new_visitor(body.clone()),
-            )
+            .create_idempotent(&k, &fingerprint(&body), &expiring, new_visitor(body.clone()))
             .await
             .unwrap(),
     );
-    let policy = IdempotencyPolicy::default();
     let second = created(
         store
             .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
             .await
             .unwrap(),
     );
-    assert_ne!(first.id, second.id);
-    store.delete(first.id, &IfMatch::Any).await.unwrap();
-    assert_eq!(
+    assert_ne!(first.id, second.id, "an expired record is no longer replayed");
+    created(
         store
-            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
-            .await
-            .unwrap(),
-        Idempotent::Replay(second.clone())
-    );
-    store.delete(second.id, &IfMatch::Any).await.unwrap();
-    let third = created(
-        store
-            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .create_idempotent(&key("a", "expires-too"), &fingerprint(&body), &expiring, new_visitor(body.clone()))
             .await
             .unwrap(),
     );
-    assert!(third.id > second.id);
-
-    let stale = IdempotencyPolicy {
-        stale_after: std::time::Duration::ZERO,
-        ..IdempotencyPolicy::default()
-    };
-    let k = key("a", "abandoned");
-    let abandoned = acquired(store.claim(&k, &fingerprint(&body), &stale).await.unwrap());
-    let taken_over = created(
-        store
-            .create_idempotent(&k, &fingerprint(&body), &stale, new_visitor(body.clone()))
-            .await
-            .unwrap(),
-    );
-    assert!(matches!(
-        store
-            .create_claimed(&abandoned, new_visitor(body.clone()))
-            .await,
-        Err(StoreError::KeyInUse)
-    ));
+    assert_eq!(store.purge_expired().await.unwrap(), 1);
+    assert_eq!(store.purge_expired().await.unwrap(), 0);
     assert_eq!(
         store
             .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body))
             .await
             .unwrap(),
-        Idempotent::Replay(taken_over)
+        Idempotent::Replay(second),
+        "a live record survives a purge"
+    );
+}
+
+/// Erasing a visitor removes the record that holds its data, and nothing else: its key runs anew,
+/// another key's record still replays, and erasing an older visitor of a key taken over since
+/// leaves the newer record alone.
+pub async fn erasing_a_visitor_removes_its_idempotency_records(store: SharedStore) {
+    let policy = IdempotencyPolicy::default();
+    let body = json!({"name": "Forget me", "email": "forget@example.com"});
+    let k = key("a", "erase");
+    let erased = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    let kept = created(
+        store
+            .create_idempotent(&key("a", "keep"), &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    store.delete(erased.id, &IfMatch::Any).await.unwrap();
+    let anew = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    assert!(anew.id > erased.id);
+    assert_eq!(
+        store
+            .create_idempotent(&key("a", "keep"), &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+        Idempotent::Replay(kept)
+    );
+
+    let expiring = IdempotencyPolicy::with_ttl(std::time::Duration::ZERO);
+    let k = key("a", "taken-over");
+    let older = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &expiring, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    let newer = created(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body.clone()))
+            .await
+            .unwrap(),
+    );
+    store.delete(older.id, &IfMatch::Any).await.unwrap();
+    assert_eq!(
+        store
+            .create_idempotent(&k, &fingerprint(&body), &policy, new_visitor(body))
+            .await
+            .unwrap(),
+        Idempotent::Replay(newer)
     );
 }
 
@@ -1316,12 +1059,7 @@ pub async fn concurrent_idempotent_creates_of_one_key_create_one_visitor(store: 
         tokio::spawn(async move {
             let policy = IdempotencyPolicy::default();
             store
-                .create_idempotent(
-                    &key("a", "race"),
-                    &fingerprint(&body),
-                    &policy,
-                    new_visitor(body),
-                )
+                .create_idempotent(&key("a", "race"), &fingerprint(&body), &policy, new_visitor(body))
                 .await
         })
     });
@@ -1342,4 +1080,6 @@ pub async fn concurrent_idempotent_creates_of_one_key_create_one_visitor(store: 
         .await
         .unwrap();
     assert_eq!(ids(&all), [made[0].id.get()]);
+}
+
 }

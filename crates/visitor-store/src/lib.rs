@@ -1,16 +1,24 @@
 //! Storage for visitors: the [`VisitorStore`] trait every backend implements, the
-//! [`IdempotencyStore`] trait for the records of idempotent creates, the errors they may return,
-//! and two backends — [`PgStore`] (PostgreSQL, via sqlx) and [`MemoryStore`] — each implementing
-//! both traits.
+//! [`IdempotencyStore`] trait for the records of idempotent creates, the [`Operations`] trait
+//! for what an operator watches (is it up, how full is its pool), the errors they may return,
+//! and two backends — [`PgStore`] (PostgreSQL, via sqlx; the default `postgres` feature) and
+//! [`MemoryStore`] — each implementing all three.
 //!
 //! The store applies the domain's rules ([`visitor_domain::VisitorPatch::apply_to`]) atomically
 //! with the write, and keeps a [`Version`] per visitor that every change bumps; it knows nothing
 //! of HTTP. Backend errors (such as `sqlx::Error`) are translated inside each adapter and never
 //! cross this crate's boundary.
+//!
+//! A crate that implements the traits, or uses only the in-memory store, depends on this one
+//! with `default-features = false` and compiles without sqlx.
 
 mod memory;
+#[cfg(feature = "postgres")]
 mod pg_pool;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod sqlstate;
 mod tokens;
 
 #[cfg(feature = "conformance")]
@@ -27,14 +35,16 @@ use visitor_domain::{
 };
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};
 pub use tokens::{ActiveToken, Role, TokenDigest, TokenRecord, TokenStore};
 
 /// A boxed cause, kept for the logs.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
 
-/// What a store operation can fail with.
+/// What a store operation can fail with. New kinds may be added: match with a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No visitor has the given id.
     #[error("no visitor with that id")]
@@ -48,10 +58,6 @@ pub enum StoreError {
     /// The visitor's version is none of the versions the caller expected; nothing changed.
     #[error("the visitor is not at an expected version")]
     PreconditionFailed,
-    /// The idempotency key is held by another request that is still running (or its claim was
-    /// taken over after it went stale); nothing changed.
-    #[error("the idempotency key is in use by another request")]
-    KeyInUse,
     /// The storage cannot be reached now; the same call may succeed later.
     #[error("storage is unavailable")]
     Unavailable(#[source] Cause),
@@ -124,6 +130,7 @@ impl IfMatch {
         }
     }
 
+    #[cfg(feature = "postgres")]
     fn versions(&self) -> Option<Vec<i64>> {
         match self {
             Self::Any => None,
@@ -209,8 +216,13 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
     ///
     /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
     async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError>;
+}
 
-    /// Succeeds when the storage answers and is ready for the operations above.
+/// What an operator watches of a backend: whether it answers, and how full its pool is. Apart
+/// from the visitors themselves, so that the domain's port carries only the domain's operations.
+#[async_trait]
+pub trait Operations: Send + Sync + std::fmt::Debug {
+    /// Succeeds when the storage answers and is ready for the operations of the other traits.
     ///
     /// Errors: [`StoreError::Unavailable`] when it cannot be reached; [`StoreError::Internal`].
     async fn ping(&self) -> Result<(), StoreError>;
@@ -246,48 +258,29 @@ pub struct IdempotencyKey {
 
 /// How long records live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdempotencyPolicy {
     /// How long the answer of a successful create is kept for replays.
     pub ttl: Duration,
-    /// A claim whose request has not finished after this long is taken to be abandoned (its
-    /// process died) and may be claimed again.
-    pub stale_after: Duration,
 }
 
-impl Default for IdempotencyPolicy {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(24 * 60 * 60),
-            stale_after: Duration::from_secs(60),
-        }
+impl IdempotencyPolicy {
+    /// Records kept for `ttl`.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self { ttl }
     }
 }
 
-/// The right to run the first request with a key, held until [`IdempotencyStore::create_claimed`]
-/// or [`IdempotencyStore::release`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimTicket {
-    pub key: IdempotencyKey,
-    /// Tells this claim from a later one on the same key.
-    pub claim: i64,
+impl Default for IdempotencyPolicy {
+    /// 24 hours, as the contract's default.
+    fn default() -> Self {
+        Self::with_ttl(Duration::from_secs(24 * 60 * 60))
+    }
 }
 
-/// What claiming a key found.
+/// What an idempotent create did. New outcomes may be added: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// No live record: the caller runs the request, then calls
-    /// [`IdempotencyStore::create_claimed`] or [`IdempotencyStore::release`].
-    Acquired(ClaimTicket),
-    /// A request with the same body succeeded: its answer, the visitor as it was created.
-    Replay(StoredVisitor),
-    /// A request with another body holds the key.
-    Mismatch,
-    /// A request with this key is still running.
-    InUse,
-}
-
-/// What an idempotent create did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Idempotent {
     /// No live record held the key: the visitor was created and recorded as its answer.
     Created(StoredVisitor),
@@ -295,7 +288,7 @@ pub enum Idempotent {
     Replay(StoredVisitor),
     /// A request with another body holds the key.
     Mismatch,
-    /// A request with this key is still running.
+    /// A concurrent request with this key is being recorded right now; nothing was created.
     InUse,
 }
 
@@ -303,57 +296,23 @@ pub enum Idempotent {
 /// over the same storage, so a create and its record are written atomically.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
-    /// Creates the visitor under `key`, or reports the record that holds the key: the whole of
-    /// an idempotent create. A backend may do it in one step (no other request ever sees the
-    /// claim); the default claims, then creates.
+    /// Creates the visitor under `key` and records it as the key's answer for `policy.ttl`, in
+    /// one atomic step (no other request ever sees the key held without its answer); or reports
+    /// the live record that holds the key: [`Idempotent::Replay`] when its body had the same
+    /// `fingerprint`, [`Idempotent::Mismatch`] when another. An expired record counts as none
+    /// and is taken over. Of many concurrent calls with one free key exactly one creates; the
+    /// others get the record ([`Idempotent::Replay`] / [`Idempotent::Mismatch`]) or, when it was
+    /// being written at the very moment they looked, [`Idempotent::InUse`].
     ///
-    /// Errors: those of [`IdempotencyStore::claim`] and [`IdempotencyStore::create_claimed`];
-    /// on any error nothing is stored and the key stays free.
+    /// Errors: those of [`VisitorStore::create`] (e.g. [`StoreError::Conflict`]); on any error
+    /// nothing is stored and the key stays free.
     async fn create_idempotent(
         &self,
         key: &IdempotencyKey,
         fingerprint: &BodyFingerprint,
         policy: &IdempotencyPolicy,
         new: NewVisitor,
-    ) -> Result<Idempotent, StoreError> {
-        Ok(match self.claim(key, fingerprint, policy).await? {
-            Claim::Acquired(ticket) => {
-                Idempotent::Created(self.create_claimed(&ticket, new).await?)
-            }
-            Claim::Replay(answer) => Idempotent::Replay(answer),
-            Claim::Mismatch => Idempotent::Mismatch,
-            Claim::InUse => Idempotent::InUse,
-        })
-    }
-
-    /// Claims `key` for a create whose body has `fingerprint`, or reports the record that holds
-    /// it. An expired record, or a claim older than `policy.stale_after` that never completed,
-    /// counts as no record. Of many concurrent claims of one free key, exactly one is acquired.
-    ///
-    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
-    async fn claim(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &BodyFingerprint,
-        policy: &IdempotencyPolicy,
-    ) -> Result<Claim, StoreError>;
-
-    /// Creates the visitor and records it as the answer of the claim, atomically; on any error
-    /// nothing is stored and the claim is released, so the key may be retried.
-    ///
-    /// Errors: those of [`VisitorStore::create`]; [`StoreError::KeyInUse`] when the claim was
-    /// taken over meanwhile (it had gone stale).
-    async fn create_claimed(
-        &self,
-        ticket: &ClaimTicket,
-        new: NewVisitor,
-    ) -> Result<StoredVisitor, StoreError>;
-
-    /// Gives up a claim that will not complete (its request failed), so the key may be retried.
-    /// Releasing a claim that is no longer held does nothing.
-    ///
-    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
-    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError>;
+    ) -> Result<Idempotent, StoreError>;
 
     /// Removes every expired record; returns how many.
     ///
@@ -364,10 +323,11 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
 /// Idempotency records shared by every worker of a service.
 pub type SharedIdempotencyStore = Arc<dyn IdempotencyStore>;
 
-/// A backend: visitors and the idempotency records of their creates, over one storage.
-pub trait Storage: VisitorStore + IdempotencyStore {}
+/// A backend: visitors, the idempotency records of their creates, and its operations, over one
+/// storage.
+pub trait Storage: VisitorStore + IdempotencyStore + Operations {}
 
-impl<T: VisitorStore + IdempotencyStore + ?Sized> Storage for T {}
+impl<T: VisitorStore + IdempotencyStore + Operations + ?Sized> Storage for T {}
 
 /// A backend shared by every worker of a service.
 pub type SharedStorage = Arc<dyn Storage>;

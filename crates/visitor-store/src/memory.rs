@@ -27,8 +27,8 @@ use async_trait::async_trait;
 use visitor_domain::{BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch};
 
 use crate::{
-    Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
-    ListQuery, Order, StoreError, StoredVisitor, Version, VisitorStore,
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ListQuery,
+    Operations, Order, StoreError, StoredVisitor, Version, VisitorStore,
 };
 
 const SHARDS: usize = 16;
@@ -44,7 +44,6 @@ pub struct MemoryStore<S = RandomState> {
     hasher: S,
     last_id: AtomicI64,
     records: [Mutex<HashMap<IdempotencyKey, Record>>; RECORD_SHARDS],
-    last_claim: AtomicI64,
 }
 
 /// The slots of a shard, in chunks of [`CHUNK`].
@@ -96,15 +95,13 @@ impl Default for MemoryStore {
     }
 }
 
-/// An idempotency record: claimed by a running request until `done` holds its answer.
+/// An idempotency record: the answer of the create made under its key, until it expires.
 #[derive(Debug)]
 struct Record {
     fingerprint: BodyFingerprint,
-    claim: i64,
-    claimed_at: Instant,
     expires_at: Instant,
     /// Boxed, so a record is small and a growing map moves little when it rehashes.
-    done: Option<Box<StoredVisitor>>,
+    answer: Box<StoredVisitor>,
 }
 
 impl Record {
@@ -114,11 +111,13 @@ impl Record {
         self.expires_at <= now
     }
 
-    /// True when the record no longer holds its key: expired, or a claim that has been running
-    /// for `stale_after` or longer without completing.
-    fn is_dead(&self, now: Instant, policy: &IdempotencyPolicy) -> bool {
-        self.expired(now)
-            || (self.done.is_none() && now.duration_since(self.claimed_at) >= policy.stale_after)
+    /// What a live record tells a request with `fingerprint`.
+    fn verdict(&self, fingerprint: &BodyFingerprint) -> Idempotent {
+        if self.fingerprint == *fingerprint {
+            Idempotent::Replay(StoredVisitor::clone(&self.answer))
+        } else {
+            Idempotent::Mismatch
+        }
     }
 }
 
@@ -203,7 +202,6 @@ impl<S: BuildHasher> MemoryStore<S> {
             hasher,
             last_id: AtomicI64::new(0),
             records: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            last_claim: AtomicI64::new(0),
         }
     }
 
@@ -376,8 +374,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
         if let (Some(records), Some(key)) = (records.as_mut(), key.as_deref()) {
             if records
                 .get(key)
-                .and_then(|record| record.done.as_ref())
-                .is_some_and(|answer| answer.id == id)
+                .is_some_and(|record| record.answer.id == id)
             {
                 records.remove(key);
             }
@@ -419,46 +416,20 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
         }
         Ok(page)
     }
+}
 
+#[async_trait]
+impl<S: BuildHasher + Send + Sync + std::fmt::Debug> Operations for MemoryStore<S> {
+    /// Always up: the visitors live in this process.
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
-impl Record {
-    /// What a live record tells a request with `fingerprint`.
-    fn verdict(&self, fingerprint: &BodyFingerprint) -> Idempotent {
-        match &self.done {
-            None => Idempotent::InUse,
-            Some(_) if self.fingerprint != *fingerprint => Idempotent::Mismatch,
-            Some(answer) => Idempotent::Replay(StoredVisitor::clone(answer)),
-        }
-    }
-}
-
-impl<S: BuildHasher> MemoryStore<S> {
-    /// A record for a claim made now, completed with `done` if given.
-    fn record(
-        &self,
-        fingerprint: &BodyFingerprint,
-        policy: &IdempotencyPolicy,
-        now: Instant,
-        done: Option<StoredVisitor>,
-    ) -> Record {
-        Record {
-            fingerprint: *fingerprint,
-            // Claims need only differ from each other.
-            claim: self.last_claim.fetch_add(1, Ordering::Relaxed),
-            claimed_at: now,
-            expires_at: now + policy.ttl,
-            done: done.map(Box::new),
-        }
-    }
-}
-
 #[async_trait]
 impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for MemoryStore<S> {
-    /// In one hold of the key's record shard: no other request ever sees the claim.
+    /// In one hold of the key's record shard: no other request ever sees the key without its
+    /// answer.
     async fn create_idempotent(
         &self,
         key: &IdempotencyKey,
@@ -468,72 +439,17 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> IdempotencyStore for Memory
     ) -> Result<Idempotent, StoreError> {
         let now = Instant::now();
         let mut records = self.record_shard(key);
-        if let Some(record) = records.get(key).filter(|r| !r.is_dead(now, policy)) {
+        if let Some(record) = records.get(key).filter(|r| !r.expired(now)) {
             return Ok(record.verdict(fingerprint));
         }
         let stored = self.create_now(new, Some(key))?;
-        let record = self.record(fingerprint, policy, now, Some(stored.clone()));
+        let record = Record {
+            fingerprint: *fingerprint,
+            expires_at: now + policy.ttl,
+            answer: Box::new(stored.clone()),
+        };
         records.insert(key.clone(), record);
         Ok(Idempotent::Created(stored))
-    }
-
-    async fn claim(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &BodyFingerprint,
-        policy: &IdempotencyPolicy,
-    ) -> Result<Claim, StoreError> {
-        let now = Instant::now();
-        let mut records = self.record_shard(key);
-        if let Some(record) = records.get(key).filter(|r| !r.is_dead(now, policy)) {
-            return Ok(match record.verdict(fingerprint) {
-                Idempotent::Replay(answer) => Claim::Replay(answer),
-                Idempotent::Mismatch => Claim::Mismatch,
-                Idempotent::InUse | Idempotent::Created(_) => Claim::InUse,
-            });
-        }
-        let record = self.record(fingerprint, policy, now, None);
-        let claim = record.claim;
-        records.insert(key.clone(), record);
-        Ok(Claim::Acquired(ClaimTicket {
-            key: key.clone(),
-            claim,
-        }))
-    }
-
-    async fn create_claimed(
-        &self,
-        ticket: &ClaimTicket,
-        new: NewVisitor,
-    ) -> Result<StoredVisitor, StoreError> {
-        let mut records = self.record_shard(&ticket.key);
-        let Some(record) = records
-            .get_mut(&ticket.key)
-            .filter(|r| r.claim == ticket.claim && r.done.is_none())
-        else {
-            return Err(StoreError::KeyInUse);
-        };
-        match self.create_now(new, Some(&ticket.key)) {
-            Ok(stored) => {
-                record.done = Some(Box::new(stored.clone()));
-                Ok(stored)
-            }
-            Err(error) => {
-                records.remove(&ticket.key);
-                Err(error)
-            }
-        }
-    }
-
-    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
-        let mut records = self.record_shard(&ticket.key);
-        if records
-            .get(&ticket.key)
-            .is_some_and(|r| r.claim == ticket.claim && r.done.is_none())
-        {
-            records.remove(&ticket.key);
-        }
-        Ok(())
     }
 
     async fn purge_expired(&self) -> Result<u64, StoreError> {
@@ -692,35 +608,29 @@ mod tests {
     }
 
     #[test]
-    fn a_record_dies_at_its_expiry_and_a_claim_at_its_stale_age() {
+    fn a_record_lives_until_the_instant_it_expires() {
         let start = Instant::now();
-        let policy = IdempotencyPolicy {
-            ttl: Duration::from_secs(10),
-            stale_after: Duration::from_secs(3),
-        };
-        let mut record = Record {
+        let ttl = Duration::from_secs(10);
+        let record = Record {
             fingerprint: BodyFingerprint::from_bytes([0; 32]),
-            claim: 0,
-            claimed_at: start,
-            expires_at: start + policy.ttl,
-            done: None,
+            expires_at: start + ttl,
+            answer: Box::new(StoredVisitor {
+                visitor: NewVisitor::default()
+                    .into_visitor(VisitorId::new(1).unwrap(), Created::now()),
+                version: Version::FIRST,
+            }),
         };
         let at = |secs: u64| start + Duration::from_secs(secs);
-        assert!(!record.is_dead(at(2), &policy));
-        assert!(
-            record.is_dead(at(3), &policy),
-            "a claim is stale at exactly stale_after"
-        );
-        record.done = Some(Box::new(StoredVisitor {
-            visitor: NewVisitor::default().into_visitor(VisitorId::new(1).unwrap(), Created::now()),
-            version: Version::FIRST,
-        }));
-        assert!(
-            !record.is_dead(at(9), &policy),
-            "a completed record lives until it expires"
-        );
         assert!(!record.expired(at(9)));
-        assert!(record.expired(at(10)) && record.is_dead(at(10), &policy));
+        assert!(record.expired(at(10)), "expired at exactly its expiry");
+        assert!(matches!(
+            record.verdict(&BodyFingerprint::from_bytes([0; 32])),
+            Idempotent::Replay(_)
+        ));
+        assert_eq!(
+            record.verdict(&BodyFingerprint::from_bytes([1; 32])),
+            Idempotent::Mismatch
+        );
     }
 
     #[tokio::test]

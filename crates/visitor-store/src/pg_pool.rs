@@ -1,21 +1,25 @@
-//! The Postgres store's connection pool.
+//! The Postgres store's connection pool: deadpool's (a maintained pool), with the store's rules.
 //!
-//! sqlx's own pool pings every connection as it comes back (`SELECT`-less Sync and wait for
-//! the server's answer), one extra round trip to the database for every statement. This pool
-//! keeps a connection whose work ran to the end without that round trip, and throws away one
-//! whose work was cut short (the request was dropped mid-statement, the connection failed), so
-//! no connection in an unknown state is ever handed out again. A connection that sat idle for
-//! [`PoolOptions::ping_idle_after`] is pinged before use, and replaced when the ping fails, so
-//! connections left over from before a database restart do not fail requests.
+//! sqlx's own pool pings every connection as it comes back, one extra round trip to the
+//! database for every statement. Here a connection whose work ran to its end goes back without
+//! that round trip, and one whose work was cut short (the request was dropped mid-statement, the
+//! connection failed) is taken out of the pool and closed, so no connection in an unknown state
+//! is ever handed out again. A connection unused for [`PoolOptions::ping_idle_after`] is pinged
+//! before use and replaced when the ping fails, so connections left over from before a database
+//! restart do not fail requests; one unused for [`PoolOptions::idle_timeout`] is replaced.
+//!
+//! The store had a pool of its own until `make bench` priced deadpool's on Postgres Show: 1.002
+//! of the own pool's throughput (median of 9 alternating rounds; docs/benchmarks.md), so the
+//! maintained one came in.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::marker::PhantomData;
 use std::time::Duration;
 
+use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleError, RecycleResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
-use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio::time::{timeout_at, Instant};
+
+use crate::sqlstate::unreachable_state;
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -24,30 +28,68 @@ pub(crate) struct PoolOptions {
     pub max_connections: u32,
     /// How long [`Pool::acquire`] waits for a connection before it gives up.
     pub acquire_timeout: Duration,
-    /// An idle connection is pinged before use once it has been idle this long.
+    /// A connection is pinged before use once it has not been used for this long.
     pub ping_idle_after: Duration,
-    /// An idle connection is closed instead of used once it has been idle this long.
+    /// A connection is replaced instead of used once it has not been used for this long.
     pub idle_timeout: Duration,
 }
 
-/// A connection waiting for work, and since when.
+/// Opens and checks connections for deadpool.
 #[derive(Debug)]
-struct Idle {
-    connection: PgConnection,
-    since: Instant,
+struct Connector {
+    connect: PgConnectOptions,
+    ping_idle_after: Duration,
+    idle_timeout: Duration,
+}
+
+impl managed::Manager for Connector {
+    type Type = PgConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.connect).await
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut PgConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<sqlx::Error> {
+        match self.check(metrics.last_used()) {
+            Check::Use => Ok(()),
+            Check::Ping => connection.ping().await.map_err(RecycleError::Backend),
+            Check::Replace => Err(RecycleError::message("idle too long")),
+        }
+    }
+}
+
+/// What a connection unused for some time needs before it is handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Use,
+    Ping,
+    Replace,
+}
+
+impl Connector {
+    /// Each threshold holds from the instant it is reached.
+    fn check(&self, unused_for: Duration) -> Check {
+        if unused_for >= self.idle_timeout {
+            Check::Replace
+        } else if unused_for >= self.ping_idle_after {
+            Check::Ping
+        } else {
+            Check::Use
+        }
+    }
 }
 
 /// Connections to one database, at most [`PoolOptions::max_connections`] of them.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    connect: PgConnectOptions,
-    options: PoolOptions,
-    /// One permit per connection that may be in use; closed when the pool is.
-    permits: Semaphore,
-    /// Connections waiting for work, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
-    /// Connections open, idle or in use.
-    open: AtomicU32,
+    inner: managed::Pool<Connector>,
+    acquire_timeout: Duration,
+    max: u32,
 }
 
 /// The pool's connections now.
@@ -61,91 +103,53 @@ pub(crate) struct Status {
 impl Pool {
     /// A pool for `connect`; nothing is connected until a connection is asked for.
     pub fn new(connect: PgConnectOptions, options: PoolOptions) -> Self {
-        let permits = usize::try_from(options.max_connections.max(1)).unwrap_or(usize::MAX);
-        Self {
+        let manager = Connector {
             connect,
-            permits: Semaphore::new(permits),
-            idle: Mutex::new(Vec::new()),
-            open: AtomicU32::new(0),
-            options,
+            ping_idle_after: options.ping_idle_after,
+            idle_timeout: options.idle_timeout,
+        };
+        let size = usize::try_from(options.max_connections.max(1)).unwrap_or(usize::MAX);
+        let inner = managed::Pool::builder(manager)
+            .max_size(size)
+            // The most recently used connection first, as the own pool does: under light load
+            // the same few stay warm, and the rest reach the idle timeout.
+            .queue_mode(QueueMode::Lifo)
+            .build()
+            .unwrap_or_else(|_| unreachable!("a pool without timeouts needs no runtime"));
+        Self {
+            inner,
+            acquire_timeout: options.acquire_timeout,
+            max: options.max_connections,
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        // The list holds plain values, valid whatever a panicking holder left.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A connection for one piece of work: an idle one (pinged first when it sat idle long
-    /// enough), or a new one. Waits at most the acquire timeout in all
+    /// A connection for one piece of work, within the acquire timeout
     /// (`sqlx::Error::PoolTimedOut`); `sqlx::Error::PoolClosed` once the pool is closed; the
     /// connection's own error when a new one cannot be opened.
     pub async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
-        self.acquire_by(Instant::now).await
-    }
-
-    /// [`Pool::acquire`], reading the time from `clock` (tests set it).
-    async fn acquire_by(&self, clock: impl Fn() -> Instant) -> Result<Lease<'_>, sqlx::Error> {
-        let deadline = clock() + self.options.acquire_timeout;
-        let permit = match timeout_at(deadline, self.permits.acquire()).await {
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
-            Ok(Err(_)) => return Err(sqlx::Error::PoolClosed),
-            Ok(Ok(permit)) => permit,
-        };
-        loop {
-            let Some(Idle {
-                mut connection,
-                since,
-            }) = self.idle().pop()
-            else {
-                break;
-            };
-            let idle_for = clock().saturating_duration_since(since);
-            if idle_for < self.options.ping_idle_after {
-                return Ok(self.lease(connection, permit));
-            }
-            if idle_for < self.options.idle_timeout {
-                if let Ok(Ok(())) = timeout_at(deadline, connection.ping()).await {
-                    return Ok(self.lease(connection, permit));
-                }
-            }
-            // Idle too long, dead, or too slow to answer: replaced.
-            self.open.fetch_sub(1, Ordering::Relaxed);
-        }
-        let connection = match timeout_at(deadline, PgConnection::connect_with(&self.connect)).await
-        {
-            Err(_) => return Err(sqlx::Error::PoolTimedOut),
-            Ok(connection) => connection?,
-        };
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Ok(self.lease(connection, permit))
-    }
-
-    fn lease<'a>(&'a self, connection: PgConnection, permit: SemaphorePermit<'a>) -> Lease<'a> {
-        Lease {
-            pool: self,
-            connection: Some(connection),
-            _permit: permit,
+        match tokio::time::timeout(self.acquire_timeout, self.inner.get()).await {
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+            Ok(Ok(object)) => Ok(Lease {
+                object: Some(object),
+                _pool: PhantomData,
+            }),
+            Ok(Err(PoolError::Backend(error))) => Err(error),
+            Ok(Err(PoolError::Closed)) => Err(sqlx::Error::PoolClosed),
+            Ok(Err(_)) => Err(sqlx::Error::PoolTimedOut),
         }
     }
 
-    /// Closes the pool: every later [`Pool::acquire`] fails with `PoolClosed`, idle connections
-    /// are closed now, and those in use when they come back.
+    /// Closes the pool: every later [`Pool::acquire`] fails with `PoolClosed`.
     pub async fn close(&self) {
-        self.permits.close();
-        let idle = std::mem::take(&mut *self.idle());
-        for Idle { connection, .. } in idle {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            let _ = connection.close().await;
-        }
+        self.inner.close();
     }
 
     pub fn status(&self) -> Status {
-        let idle = u32::try_from(self.idle().len()).unwrap_or(u32::MAX);
+        let status = self.inner.status();
         Status {
-            open: self.open.load(Ordering::Relaxed).max(idle),
-            idle,
-            max: self.options.max_connections,
+            open: u32::try_from(status.size).unwrap_or(u32::MAX),
+            idle: u32::try_from(status.available).unwrap_or(u32::MAX),
+            max: self.max,
         }
     }
 }
@@ -154,29 +158,26 @@ impl Pool {
 /// when the work ran to the end; dropped any other way, the connection is closed.
 #[derive(Debug)]
 pub(crate) struct Lease<'a> {
-    pool: &'a Pool,
-    connection: Option<PgConnection>,
-    _permit: SemaphorePermit<'a>,
+    object: Option<Object<Connector>>,
+    _pool: PhantomData<&'a Pool>,
 }
 
 impl Lease<'_> {
     /// The connection, for the work.
     pub fn get(&mut self) -> &mut PgConnection {
-        // Present from the lease's making until it is settled or dropped.
-        self.connection
+        self.object
             .as_mut()
             .unwrap_or_else(|| unreachable!("a lease holds its connection until it ends"))
     }
 
-    /// Ends the lease after the work returned `outcome`: the connection goes back to the pool
-    /// when the work succeeded or the server refused it (the connection is in step with the
-    /// server either way), and is closed when the connection itself failed.
+    /// Ends the lease after the work returned `outcome`: back to the pool when the work
+    /// succeeded or the server refused it, closed when the connection itself failed.
     pub fn settle<T>(self, outcome: &Result<T, sqlx::Error>) {
         let reusable = match outcome {
             Ok(_) => true,
-            Err(sqlx::Error::Database(error)) => !error
-                .code()
-                .is_some_and(|code| super::postgres::unreachable_state(&code)),
+            Err(sqlx::Error::Database(error)) => {
+                !error.code().is_some_and(|code| unreachable_state(&code))
+            }
             Err(_) => false,
         };
         if reusable {
@@ -184,24 +185,17 @@ impl Lease<'_> {
         }
     }
 
-    /// Ends the lease, giving the connection back to the pool (unless the pool is closed).
+    /// Ends the lease, giving the connection back to the pool.
     pub fn keep(mut self) {
-        if !self.pool.permits.is_closed() {
-            if let Some(connection) = self.connection.take() {
-                // Back in the list before the permit is returned, so the next caller finds it.
-                self.pool.idle().push(Idle {
-                    connection,
-                    since: Instant::now(),
-                });
-            }
-        }
+        drop(self.object.take());
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if self.connection.take().is_some() {
-            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+        // Not given back: taken out of the pool and closed.
+        if let Some(object) = self.object.take() {
+            drop(Object::take(object));
         }
     }
 }
@@ -333,42 +327,23 @@ mod tests {
         assert_eq!(pool.status(), status(0, 0, 1));
     }
 
-    /// When the connection has been idle exactly so long, according to the pool's clock.
-    fn idle_since(pool: &Pool, plus: Duration) -> Instant {
-        pool.idle().last().map(|idle| idle.since).unwrap() + plus
-    }
-
-    /// The thresholds hold from the instant they are reached: a connection idle exactly
-    /// `ping_idle_after` is pinged, one idle exactly `idle_timeout` is replaced.
-    #[sqlx::test(migrations = false)]
-    async fn the_thresholds_hold_from_their_first_instant(test_pool: PgPool) {
+    /// The thresholds hold from the instant they are reached: a connection unused exactly
+    /// `ping_idle_after` is pinged, one unused exactly `idle_timeout` is replaced.
+    #[test]
+    fn the_thresholds_hold_from_their_first_instant() {
         let ping_after = Duration::from_secs(1);
         let timeout = Duration::from_secs(60);
-        let pool = pool_with(&test_pool, 1, ping_after, timeout);
-        let mut lease = pool.acquire().await.unwrap();
-        let first = backend_pid(&mut lease).await;
-        lease.settle(&Ok::<(), sqlx::Error>(()));
-        // Just short of the ping: handed out without one.
-        let at = idle_since(&pool, ping_after - Duration::from_nanos(1));
-        let mut lease = pool.acquire_by(|| at).await.unwrap();
-        assert_eq!(backend_pid(&mut lease).await, first);
-        lease.settle(&Ok::<(), sqlx::Error>(()));
-        terminate(&test_pool, first).await;
-        // Exactly at it: pinged, found dead, replaced.
-        let at = idle_since(&pool, ping_after);
-        let mut lease = pool.acquire_by(|| at).await.unwrap();
-        let second = backend_pid(&mut lease).await;
-        assert_ne!(second, first);
-        lease.settle(&Ok::<(), sqlx::Error>(()));
-        // Just short of the idle timeout: pinged and kept.
-        let at = idle_since(&pool, timeout - Duration::from_nanos(1));
-        let mut lease = pool.acquire_by(|| at).await.unwrap();
-        assert_eq!(backend_pid(&mut lease).await, second);
-        lease.settle(&Ok::<(), sqlx::Error>(()));
-        // Exactly at it: replaced, alive as it is.
-        let at = idle_since(&pool, timeout);
-        let mut lease = pool.acquire_by(|| at).await.unwrap();
-        assert_ne!(backend_pid(&mut lease).await, second);
+        let connector = Connector {
+            connect: PgConnectOptions::new(),
+            ping_idle_after: ping_after,
+            idle_timeout: timeout,
+        };
+        let nano = Duration::from_nanos(1);
+        assert_eq!(connector.check(Duration::ZERO), Check::Use);
+        assert_eq!(connector.check(ping_after - nano), Check::Use);
+        assert_eq!(connector.check(ping_after), Check::Ping);
+        assert_eq!(connector.check(timeout - nano), Check::Ping);
+        assert_eq!(connector.check(timeout), Check::Replace);
     }
 
     /// Past `idle_timeout` (zero here: always) an idle connection is closed, not used.

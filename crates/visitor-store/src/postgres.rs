@@ -17,10 +17,11 @@ use visitor_domain::{
 };
 
 use crate::pg_pool::{Lease, Pool, PoolOptions};
+use crate::sqlstate::unreachable_state;
 use crate::{
-    ActiveToken, Claim, ClaimTicket, IdempotencyKey, IdempotencyPolicy, IdempotencyStore,
-    Idempotent, IfMatch, ListQuery, Order, PoolStatus, Role, StoreError, StoredVisitor,
-    TokenDigest, TokenRecord, TokenStore, Version, VisitorStore,
+    ActiveToken, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
+    ListQuery, Operations, Order, PoolStatus, Role, StoreError, StoredVisitor, TokenDigest,
+    TokenRecord, TokenStore, Version, VisitorStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -266,87 +267,6 @@ impl PgStore {
         .map_err(translate)?
         .try_into()
     }
-
-    /// Creates the visitor and records it as the claim's answer, in one transaction.
-    async fn create_and_record(
-        &self,
-        ticket: &ClaimTicket,
-        new: &NewVisitor,
-    ) -> Result<StoredVisitor, StoreError> {
-        let mut lease = self.lease().await?;
-        let outcome = Self::create_and_record_on(lease.get(), ticket, new).await;
-        // A failed transaction rolls back on the connection's next use; only a failure of the
-        // connection itself leaves it unusable, and any failure here is rare: not worth telling
-        // apart, so the connection is kept only after a success or a lost claim.
-        if matches!(outcome, Ok(_) | Err(StoreError::KeyInUse)) {
-            lease.keep();
-        }
-        outcome
-    }
-
-    /// [`Self::create_and_record`] on one connection.
-    async fn create_and_record_on(
-        connection: &mut sqlx::PgConnection,
-        ticket: &ClaimTicket,
-        new: &NewVisitor,
-    ) -> Result<StoredVisitor, StoreError> {
-        let mut tx = sqlx::Connection::begin(connection)
-            .await
-            .map_err(translate)?;
-        // The insert happens only while the claim is still held, and locks the claim's row.
-        let created = new.created.unwrap_or_else(Created::now);
-        let row = sqlx::query_as!(
-            VisitorRow,
-            "WITH held AS (
-                 SELECT 1 FROM idempotency_keys
-                 WHERE owner = $8 AND key = $9 AND claim = $10 AND visitor_id IS NULL
-                 FOR UPDATE
-             )
-             INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
-             SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::boolean,
-                    $7::timestamptz
-             FROM held
-             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
-            new.name.as_ref().map(Name::as_str),
-            new.email.as_ref().map(Email::as_str),
-            new.phone.as_ref().map(Phone::as_str),
-            new.notes.as_ref().map(Notes::as_str),
-            new.external_id.as_ref().map(ExternalId::as_str),
-            new.banned,
-            created.get(),
-            ticket.key.owner,
-            ticket.key.key,
-            ticket.claim,
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(translate)?;
-        // No row: the claim went stale and another request holds the key now; the transaction
-        // rolls back when dropped.
-        let stored: StoredVisitor = row.ok_or(StoreError::KeyInUse)?.try_into()?;
-        let answer = serde_json::to_string(&stored.visitor)
-            .map_err(|error| StoreError::Internal(Box::new(error)))?;
-        let recorded = sqlx::query!(
-            "UPDATE idempotency_keys SET visitor_id = $4, answer = $5, version = $6
-             WHERE owner = $1 AND key = $2 AND claim = $3 AND visitor_id IS NULL",
-            ticket.key.owner,
-            ticket.key.key,
-            ticket.claim,
-            stored.id.get(),
-            answer,
-            stored.version.get(),
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
-        if recorded.rows_affected() == 0 {
-            return Err(StoreError::internal(
-                "a held idempotency claim could not be completed",
-            ));
-        }
-        tx.commit().await.map_err(translate)?;
-        Ok(stored)
-    }
 }
 
 /// `(sent, value)` for a key that may be cleared: `sent` false leaves the column alone.
@@ -526,7 +446,10 @@ impl VisitorStore for PgStore {
             .map(|row| VisitorRow::decode(row).map_err(translate)?.try_into())
             .collect()
     }
+}
 
+#[async_trait]
+impl Operations for PgStore {
     #[tracing::instrument(level = "debug", name = "store.ping", skip(self))]
     async fn ping(&self) -> Result<(), StoreError> {
         self.migrate().await?;
@@ -551,13 +474,6 @@ impl VisitorStore for PgStore {
 /// `email` folded to ASCII lower case, exactly as the index `visitors_email_ascii_ci_id` has it.
 const EMAIL_FOLDED: &str =
     "translate(email, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')";
-
-/// A record of an idempotency key as read back.
-struct RecordRow {
-    fingerprint: Vec<u8>,
-    answer: Option<String>,
-    version: Option<i64>,
-}
 
 /// What `create_visitor_idempotent` returns.
 struct IdempotentRow {
@@ -587,19 +503,21 @@ fn verdict(
     answer: Option<String>,
     version: Option<i64>,
     fingerprint: &BodyFingerprint,
-) -> Result<Claim, StoreError> {
+) -> Result<Idempotent, StoreError> {
     let (Some(answer), Some(version)) = (answer, version) else {
-        return Ok(Claim::InUse);
+        return Err(StoreError::internal(
+            "an idempotency record came back without its answer",
+        ));
     };
     if record_fingerprint != fingerprint.as_bytes().as_slice() {
-        return Ok(Claim::Mismatch);
+        return Ok(Idempotent::Mismatch);
     }
-    Ok(Claim::Replay(recorded_answer(&answer, version)?))
+    Ok(Idempotent::Replay(recorded_answer(&answer, version)?))
 }
 
 #[async_trait]
 impl IdempotencyStore for PgStore {
-    /// One call of `create_visitor_idempotent` (migration 4): one round trip, one commit.
+    /// One call of `create_visitor_idempotent` (migrations 4 and 5): one round trip, one commit.
     #[tracing::instrument(level = "debug", name = "store.create_idempotent", skip_all)]
     async fn create_idempotent(
         &self,
@@ -614,12 +532,11 @@ impl IdempotencyStore for PgStore {
             IdempotentRow,
             r#"SELECT claimed AS "claimed!", recorded_fingerprint AS "fingerprint!",
                       recorded_answer AS answer, recorded_version AS version
-               FROM create_visitor_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
+               FROM create_visitor_idempotent($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#,
             key.owner,
             key.key,
             fingerprint.as_bytes().as_slice(),
             policy.ttl.as_secs_f64(),
-            policy.stale_after.as_secs_f64(),
             new.name.as_ref().map(Name::as_str),
             new.email.as_ref().map(Email::as_str),
             new.phone.as_ref().map(Phone::as_str),
@@ -644,105 +561,7 @@ impl IdempotencyStore for PgStore {
             };
             return Ok(Idempotent::Created(recorded_answer(&answer, version)?));
         }
-        Ok(
-            match verdict(&row.fingerprint, row.answer, row.version, fingerprint)? {
-                Claim::Replay(answer) => Idempotent::Replay(answer),
-                Claim::Mismatch => Idempotent::Mismatch,
-                Claim::InUse | Claim::Acquired(_) => Idempotent::InUse,
-            },
-        )
-    }
-
-    #[tracing::instrument(level = "debug", name = "store.claim", skip_all)]
-    async fn claim(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &BodyFingerprint,
-        policy: &IdempotencyPolicy,
-    ) -> Result<Claim, StoreError> {
-        self.migrate().await?;
-        // One statement claims a free key, or takes over a dead record (expired, or a claim
-        // gone stale); a live record makes it return nothing.
-        let claimed = on_connection!(self, |connection| sqlx::query_scalar!(
-            "INSERT INTO idempotency_keys AS k
-                 (owner, key, fingerprint, claim, claimed_at, expires_at)
-             VALUES ($1, $2, $3, nextval('idempotency_claims'), now(),
-                     now() + make_interval(secs => $4))
-             ON CONFLICT (owner, key) DO UPDATE SET
-                 fingerprint = EXCLUDED.fingerprint, claim = EXCLUDED.claim,
-                 claimed_at = EXCLUDED.claimed_at, expires_at = EXCLUDED.expires_at,
-                 visitor_id = NULL, answer = NULL, version = NULL
-             WHERE k.expires_at <= now()
-                OR (k.visitor_id IS NULL AND k.claimed_at <= now() - make_interval(secs => $5))
-             RETURNING claim",
-            key.owner,
-            key.key,
-            fingerprint.as_bytes().as_slice(),
-            policy.ttl.as_secs_f64(),
-            policy.stale_after.as_secs_f64(),
-        )
-        .fetch_optional(connection))
-        .map_err(translate)?;
-        if let Some(claim) = claimed {
-            return Ok(Claim::Acquired(ClaimTicket {
-                key: key.clone(),
-                claim,
-            }));
-        }
-        let record = on_connection!(self, |connection| sqlx::query_as!(
-            RecordRow,
-            "SELECT fingerprint, answer, version FROM idempotency_keys
-             WHERE owner = $1 AND key = $2",
-            key.owner,
-            key.key,
-        )
-        .fetch_optional(connection))
-        .map_err(translate)?;
-        // A record that vanished since (purged, or its visitor erased) is reported in use: the
-        // client's retry will find the key free.
-        let Some(record) = record else {
-            return Ok(Claim::InUse);
-        };
-        verdict(
-            &record.fingerprint,
-            record.answer,
-            record.version,
-            fingerprint,
-        )
-    }
-
-    #[tracing::instrument(level = "debug", name = "store.create_claimed", skip_all)]
-    async fn create_claimed(
-        &self,
-        ticket: &ClaimTicket,
-        new: NewVisitor,
-    ) -> Result<StoredVisitor, StoreError> {
-        self.migrate().await?;
-        match self.create_and_record(ticket, &new).await {
-            Ok(stored) => Ok(stored),
-            Err(StoreError::KeyInUse) => Err(StoreError::KeyInUse),
-            Err(error) => {
-                if let Err(release) = self.release(ticket).await {
-                    tracing::warn!(error = %release, "an idempotency claim could not be released; it goes stale");
-                }
-                Err(error)
-            }
-        }
-    }
-
-    #[tracing::instrument(level = "debug", name = "store.release", skip_all)]
-    async fn release(&self, ticket: &ClaimTicket) -> Result<(), StoreError> {
-        self.migrate().await?;
-        on_connection!(self, |connection| sqlx::query!(
-            "DELETE FROM idempotency_keys
-             WHERE owner = $1 AND key = $2 AND claim = $3 AND visitor_id IS NULL",
-            ticket.key.owner,
-            ticket.key.key,
-            ticket.claim,
-        )
-        .execute(connection))
-        .map_err(translate)?;
-        Ok(())
+        verdict(&row.fingerprint, row.answer, row.version, fingerprint)
     }
 
     #[tracing::instrument(level = "debug", name = "store.purge_expired", skip_all)]
@@ -868,30 +687,5 @@ fn translate(error: sqlx::Error) -> StoreError {
             StoreError::Unavailable(Box::new(error))
         }
         _ => StoreError::Internal(Box::new(error)),
-    }
-}
-
-/// SQLSTATEs that mean the server cannot serve now (connection exceptions, shutdown, too many
-/// connections, read-only standby) rather than that the request is wrong.
-pub(crate) fn unreachable_state(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("57P") || code == "53300" || code == "25006"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unreachable_states_are_the_server_not_serving_now() {
-        for code in [
-            "08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300", "25006",
-        ] {
-            assert!(unreachable_state(code), "{code}");
-        }
-        for code in [
-            "23505", "23514", "42P01", "40001", "57014", "53200", "25P02", "0", "",
-        ] {
-            assert!(!unreachable_state(code), "{code}");
-        }
     }
 }

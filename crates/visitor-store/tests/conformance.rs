@@ -11,6 +11,7 @@ mod memory {
     );
 }
 
+#[cfg(feature = "postgres")]
 mod postgres {
     use sqlx::PgPool;
     use std::sync::Arc;

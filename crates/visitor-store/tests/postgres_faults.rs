@@ -2,6 +2,7 @@
 //! server that is not there, a closed pool, connections the server terminated, an error that is
 //! neither, and the readiness ping. (The unique violation → `Conflict` is the conformance
 //! suite's own case.)
+#![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use visitor_domain::{NewVisitor, VisitorId};
-use visitor_store::{PgStore, PgStoreOptions, StoreError, VisitorStore};
+use visitor_store::{Operations, PgStore, PgStoreOptions, StoreError, VisitorStore};
 
 fn unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>) {
     assert!(

@@ -1,10 +1,11 @@
 //! Tokens kept in PostgreSQL (contract §8.6): created by digest, listed without it, revoked for
 //! good; and the pool's status as the metrics read it.
+#![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sqlx::PgPool;
 use visitor_store::{
-    PgStore, PgStoreOptions, PoolStatus, Role, StoreError, TokenDigest, TokenStore, VisitorStore,
+    Operations, PgStore, PgStoreOptions, PoolStatus, Role, StoreError, TokenDigest, TokenStore,
 };
 
 fn store(pool: &PgPool) -> PgStore {

@@ -4,8 +4,7 @@
 
 use std::process::ExitCode;
 
-use visitor_domain::{VisitorFilter, VisitorId};
-use visitor_http::cursor::{encode, Binding};
+use visitor_domain::VisitorId;
 
 fn main() -> ExitCode {
     let id = std::env::args()
@@ -13,10 +12,7 @@ fn main() -> ExitCode {
         .and_then(|arg| arg.parse::<i64>().ok());
     match id.map(VisitorId::new) {
         Some(Ok(id)) => {
-            println!(
-                "{}",
-                encode(id, Binding::new(false, &VisitorFilter::default()))
-            );
+            println!("{}", visitor_http::list_cursor_after(id));
             ExitCode::SUCCESS
         }
         _ => {

@@ -2,21 +2,13 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 use visitor_store::{IdempotencyPolicy, PgStoreOptions, Role};
 
-use crate::auth::TokenSpec;
-use crate::ratelimit::RateSetting;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Pretty,
-}
+use crate::access::limits::RateSetting;
+use crate::access::tokens::TokenSpec;
+use crate::observability::logging::LogFormat;
 
 /// The Zendesk Chat Visitors API service.
 #[derive(Debug, Parser)]
@@ -155,10 +147,7 @@ impl Config {
     }
 
     pub fn idempotency_policy(&self) -> IdempotencyPolicy {
-        IdempotencyPolicy {
-            ttl: Duration::from_secs(self.idempotency_ttl),
-            ..IdempotencyPolicy::default()
-        }
+        IdempotencyPolicy::with_ttl(Duration::from_secs(self.idempotency_ttl))
     }
 
     pub fn metrics_bind(&self) -> MetricsBind {

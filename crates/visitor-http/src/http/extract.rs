@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use visitor_domain::VisitorId;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The largest body accepted, in bytes (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -64,7 +64,7 @@ impl FromRequest for JsonObject {
                 return Err(ApiError::UnsupportedMediaType);
             }
             if too_large {
-                return Err(ApiError::PayloadTooLarge);
+                return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
             }
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
@@ -72,7 +72,7 @@ impl FromRequest for JsonObject {
                     ApiError::BadRequest(format!("the body could not be read: {error}"))
                 })?;
                 if body.len() + chunk.len() > BODY_LIMIT {
-                    return Err(ApiError::PayloadTooLarge);
+                    return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
                 }
                 body.extend_from_slice(&chunk);
             }

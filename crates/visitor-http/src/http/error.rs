@@ -40,8 +40,8 @@ pub enum ApiError {
     IdempotencyKeyMismatch,
     /// `If-Match` names no current version of the visitor.
     PreconditionFailed,
-    /// The body is over the limit.
-    PayloadTooLarge,
+    /// The body is over the limit; holds the limit, in bytes.
+    PayloadTooLarge(usize),
     /// A body that is not declared as JSON.
     UnsupportedMediaType,
     /// The body breaks visitor rules; every offending key is named.
@@ -85,7 +85,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "IdempotencyKeyMismatch")
             }
             Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
@@ -120,12 +120,7 @@ impl ApiError {
             Self::PreconditionFailed => {
                 "If-Match names no current version of the visitor, so nothing changed; fetch it again".into()
             }
-            Self::PayloadTooLarge => {
-                format!(
-                    "the body is over the limit of {} bytes",
-                    crate::extract::BODY_LIMIT
-                )
-            }
+            Self::PayloadTooLarge(limit) => format!("the body is over the limit of {limit} bytes"),
             Self::UnsupportedMediaType => {
                 "the body must be JSON (Content-Type: application/json)".into()
             }
@@ -160,29 +155,6 @@ impl ApiError {
         match self {
             Self::ServiceUnavailable(cause) | Self::Internal(cause) => Some(cause.as_ref()),
             _ => None,
-        }
-    }
-
-    /// An error for a status that some layer other than ours produced.
-    pub fn from_status(status: StatusCode) -> Self {
-        match status.as_u16() {
-            401 => Self::Unauthorized,
-            403 => Self::Forbidden,
-            404 => Self::NotFound,
-            405 => Self::MethodNotAllowed(""),
-            409 => Self::Conflict,
-            412 => Self::PreconditionFailed,
-            413 => Self::PayloadTooLarge,
-            415 => Self::UnsupportedMediaType,
-            429 => Self::TooManyRequests(1),
-            503 => Self::ServiceUnavailable("unavailable".into()),
-            400..=499 => Self::BadRequest(
-                status
-                    .canonical_reason()
-                    .unwrap_or("the request is malformed")
-                    .to_lowercase(),
-            ),
-            _ => Self::internal(format!("a response with status {status} and no JSON body")),
         }
     }
 }
@@ -236,9 +208,9 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => Self::Conflict,
             StoreError::Invalid(errors) => Self::RecordInvalid(errors),
             StoreError::PreconditionFailed => Self::PreconditionFailed,
-            StoreError::KeyInUse => Self::IdempotencyKeyInUse,
             StoreError::Unavailable(cause) => Self::ServiceUnavailable(cause),
             StoreError::Internal(cause) => Self::Internal(cause),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -302,7 +274,7 @@ mod tests {
                 "IdempotencyKeyMismatch",
             ),
             (ApiError::PreconditionFailed, 412, "PreconditionFailed"),
-            (ApiError::PayloadTooLarge, 413, "PayloadTooLarge"),
+            (ApiError::PayloadTooLarge(65536), 413, "PayloadTooLarge"),
             (ApiError::UnsupportedMediaType, 415, "UnsupportedMediaType"),
             (
                 ApiError::RecordInvalid(ValidationErrors::new()),
@@ -396,10 +368,6 @@ mod tests {
         assert_eq!(
             ApiError::from(StoreError::PreconditionFailed).status_and_code(),
             (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
-        );
-        assert_eq!(
-            ApiError::from(StoreError::KeyInUse).status_and_code().1,
-            "IdempotencyKeyInUse"
         );
     }
 

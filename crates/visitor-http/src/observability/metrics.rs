@@ -7,10 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header;
 use actix_web::http::Method;
-use actix_web::web::Data;
-use actix_web::HttpResponse;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -19,9 +16,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use visitor_store::VisitorStore;
+use visitor_store::Operations;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The content type of the answer of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -63,7 +60,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Metrics for a server over `store` (whose pool they report).
-    pub fn new(store: Arc<dyn VisitorStore>) -> Self {
+    pub fn new(store: Arc<dyn Operations>) -> Self {
         let durations: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         let in_flight = Gauge::default();
@@ -160,18 +157,10 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// `GET /metrics`.
-pub async fn metrics(metrics: Data<Metrics>) -> Result<HttpResponse, ApiError> {
-    let text = metrics.render().map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, CONTENT_TYPE))
-        .body(text))
-}
-
 /// The pool's connections by state, read when scraped.
 #[derive(Debug)]
 struct PoolCollector {
-    store: Arc<dyn VisitorStore>,
+    store: Arc<dyn Operations>,
 }
 
 impl Collector for PoolCollector {

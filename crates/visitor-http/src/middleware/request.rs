@@ -1,8 +1,8 @@
-//! Logging: the tracing subscriber, and the middleware that gives every request an id, one log
-//! line, and a JSON body for any error that reached it without one.
+//! The outermost middleware: gives every request an id and a span, one access log line and its
+//! metrics, a JSON body for any error that reached it without one, and `Connection: close`
+//! while the instance drains.
 
 use std::borrow::Cow;
-use std::io::{IsTerminal, Stdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -11,44 +11,20 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::ConnectionType;
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::ResponseError;
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
-use crate::error::{cause_chain, ApiError};
-use crate::log_line::JsonLines;
-use crate::log_writer::{log_writer, LogGuard};
-use crate::metrics::Metrics;
-use crate::routes::RouteTemplate;
-use crate::startup::Readiness;
+use crate::context::AppContext;
+use crate::http::error::{cause_chain, ApiError};
+use crate::http::extract::BODY_LIMIT;
+use crate::http::route::RouteTemplate;
+use crate::observability::metrics::UNMATCHED_ROUTE;
 
 /// The header that carries the request id.
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Installs the global subscriber, writing to standard output through [`log_writer`]: a request
-/// appends its line to a buffer and goes on, a thread of its own writes the lines out in
-/// batches. `RUST_LOG` filters (default `info`). Keep the returned guard until the end: dropping
-/// it writes every line still held and flushes standard output.
-pub fn init(format: Option<LogFormat>) -> std::io::Result<LogGuard<Stdout>> {
-    let format = format.unwrap_or(if std::io::stdout().is_terminal() {
-        LogFormat::Pretty
-    } else {
-        LogFormat::Json
-    });
-    let (writer, guard) = log_writer(std::io::stdout())?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-    Ok(guard)
-}
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A new request id: a random per-process prefix and a counter, so no id repeats within a
 /// process and ids of different processes differ, without a system call per request.
@@ -81,7 +57,8 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
 /// turns any error without a JSON body into the envelope, sets `X-Request-Id`, records the
 /// request's metrics, asks the client to close its connection while the instance drains, and
 /// logs one line.
-pub async fn request_context(
+pub(crate) async fn request_context(
+    context: Data<AppContext>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -92,8 +69,8 @@ pub async fn request_context(
         .and_then(sane_request_id)
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    let metrics = req.app_data::<Data<Metrics>>().cloned();
-    let in_flight = metrics.as_ref().map(|metrics| metrics.start());
+    let metrics = context.metrics.as_ref();
+    let in_flight = metrics.map(|metrics| metrics.start());
     // At debug level: an enabled span is entered and left on every poll of the request (dozens
     // for a page of List), and the JSON log does not print spans; the access line below carries
     // the id. `RUST_LOG=debug` puts it on every event inside the request.
@@ -103,11 +80,7 @@ pub async fn request_context(
     let response = next.call(req).instrument(span.clone()).await?;
     let mut response = envelope_bare_errors(response.map_into_boxed_body());
 
-    if response
-        .request()
-        .app_data::<Data<Readiness>>()
-        .is_some_and(|readiness| readiness.is_draining())
-    {
+    if context.readiness.is_draining() {
         // Keep-alive connections end with this answer, so clients reconnect through the load
         // balancer to an instance that is not stopping.
         response
@@ -123,7 +96,7 @@ pub async fn request_context(
         None => response.request().match_pattern().map(Cow::Owned),
     };
     let elapsed = started.elapsed();
-    if let Some(metrics) = &metrics {
+    if let Some(metrics) = metrics {
         let error = response
             .response()
             .error()
@@ -131,9 +104,7 @@ pub async fn request_context(
         metrics.record(&method, pattern.clone(), status, elapsed, error);
     }
     drop(in_flight);
-    let route = pattern
-        .as_deref()
-        .unwrap_or(crate::metrics::UNMATCHED_ROUTE);
+    let route = pattern.as_deref().unwrap_or(UNMATCHED_ROUTE);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let _entered = span.enter();
     if status >= 500 {
@@ -184,7 +155,7 @@ fn envelope_bare_errors(response: ServiceResponse<BoxBody>) -> ServiceResponse<B
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let error = ApiError::from_status(status);
+    let error = error_for_status(status);
     let (request, old) = response.into_parts();
     let mut replacement = error.error_response();
     for (name, value) in old.headers() {
@@ -195,6 +166,29 @@ fn envelope_bare_errors(response: ServiceResponse<BoxBody>) -> ServiceResponse<B
         }
     }
     ServiceResponse::new(request, replacement)
+}
+
+/// The error a status stands for, when a layer other than ours answered it without a body.
+fn error_for_status(status: StatusCode) -> ApiError {
+    match status.as_u16() {
+        401 => ApiError::Unauthorized,
+        403 => ApiError::Forbidden,
+        404 => ApiError::NotFound,
+        405 => ApiError::MethodNotAllowed(""),
+        409 => ApiError::Conflict,
+        412 => ApiError::PreconditionFailed,
+        413 => ApiError::PayloadTooLarge(BODY_LIMIT),
+        415 => ApiError::UnsupportedMediaType,
+        429 => ApiError::TooManyRequests(1),
+        503 => ApiError::ServiceUnavailable("unavailable".into()),
+        400..=499 => ApiError::BadRequest(
+            status
+                .canonical_reason()
+                .unwrap_or("the request is malformed")
+                .to_lowercase(),
+        ),
+        _ => ApiError::internal(format!("a response with status {status} and no JSON body")),
+    }
 }
 
 #[cfg(test)]

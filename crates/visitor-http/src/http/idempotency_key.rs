@@ -3,7 +3,7 @@
 
 use actix_web::http::header::{HeaderMap, HeaderName};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The request header that makes a create idempotent.
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

@@ -1,4 +1,5 @@
-//! Bearer-token authentication and the administrator-only rule.
+//! The tokens a server accepts, and who a presented token is: bearer-token authentication and
+//! the administrator-only rule, without the middleware that applies them.
 //!
 //! Tokens are configured as `ROLE:TOKEN` or `ROLE:sha256:<hex digest of the token>`. Only their
 //! SHA-256 digests are kept; a presented token is hashed and compared with every digest in
@@ -6,23 +7,24 @@
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
-use actix_web::middleware::Next;
-use actix_web::web::Data;
-use actix_web::HttpMessage;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use visitor_store::{ActiveToken, TokenDigest};
 
-use crate::error::ApiError;
-use crate::ratelimit::Limits;
+use crate::http::error::ApiError;
 
 pub use visitor_store::Role;
+
+/// A new token: 244 random bits (two v4 UUIDs) as 64 hexadecimal digits.
+pub(crate) fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
 
 fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
@@ -183,7 +185,7 @@ impl TokenRegistry {
 
 impl Identity {
     /// The caller this token may act as: administrators only.
-    fn caller(self) -> Result<Caller, ApiError> {
+    pub(crate) fn caller(self) -> Result<Caller, ApiError> {
         match self.role {
             Role::Administrator => Ok(Caller {
                 role: Role::Administrator,
@@ -192,79 +194,6 @@ impl Identity {
             Role::Agent => Err(ApiError::Forbidden),
         }
     }
-}
-
-/// True for the paths of the API proper, which need a token.
-fn is_api_path(path: &str) -> bool {
-    path == "/api/v2" || path.starts_with("/api/v2/")
-}
-
-/// Middleware: every `/api/v2/...` request needs an administrator's bearer token, within the
-/// rate limits (§8.5). Refusals are answered here, as responses, without calling the routes:
-/// an address over its failed-authentication limit gets 429 before its token is looked at;
-/// a known token over its limit gets 429; an agent gets 403. Every answer to a known token
-/// carries its allowance. A request that passes carries its [`Caller`] in its extensions.
-pub async fn require_administrator(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if !is_api_path(req.path()) {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let Some(registry) = req.app_data::<Data<TokenRegistry>>().cloned() else {
-        let error = ApiError::internal("the token registry is not configured");
-        return Ok(req.error_response(error).map_into_right_body());
-    };
-    let limits = req.app_data::<Data<Limits>>().cloned();
-    let failures = limits
-        .as_deref()
-        .and_then(|limits| limits.auth_failures.as_ref())
-        .zip(req.peer_addr().map(|peer| peer.ip()));
-    if let Some((failures, address)) = failures {
-        if let Some(wait) = failures.refused(address, Instant::now()) {
-            return Ok(req
-                .error_response(ApiError::TooManyRequests(wait))
-                .map_into_right_body());
-        }
-    }
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    let identity = match registry.identify(authorization) {
-        Ok(identity) => identity,
-        Err(refusal) => {
-            let over =
-                failures.and_then(|(failures, address)| failures.record(address, Instant::now()));
-            let refusal = over.map_or(refusal, ApiError::TooManyRequests);
-            return Ok(req.error_response(refusal).map_into_right_body());
-        }
-    };
-    let per_token = limits
-        .as_deref()
-        .and_then(|limits| limits.per_token.as_ref());
-    let allowance = match per_token.map(|limiter| (limiter, limiter.check(&identity.digest))) {
-        None => None,
-        Some((limiter, Ok(allowance))) => Some((limiter, allowance)),
-        Some((limiter, Err(refusal))) => {
-            let mut response = req.error_response(ApiError::TooManyRequests(refusal.retry_after));
-            if let Some(allowance) = refusal.allowance {
-                limiter.write_headers(&allowance, response.headers_mut());
-            }
-            return Ok(response.map_into_right_body());
-        }
-    };
-    let mut response = match identity.caller() {
-        Ok(caller) => {
-            req.extensions_mut().insert(caller);
-            next.call(req).await?.map_into_left_body()
-        }
-        Err(refusal) => req.error_response(refusal).map_into_right_body(),
-    };
-    if let Some((limiter, allowance)) = allowance {
-        limiter.write_headers(&allowance, response.headers_mut());
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

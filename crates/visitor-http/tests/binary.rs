@@ -1,4 +1,5 @@
 //! The `visitor-http` binary itself: its settings, its start-up lines, its logs and its stop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -7,14 +8,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-/// The binary cargo built next to this test's executable.
+/// The binary cargo built for these tests.
 fn binary() -> PathBuf {
-    let mut path = std::env::current_exe().unwrap();
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.join("visitor-http")
+    PathBuf::from(env!("CARGO_BIN_EXE_visitor-http"))
 }
 
 fn start(args: &[&str], env: &[(&str, &str)]) -> Child {
@@ -31,7 +27,7 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Child {
     }
     command
         .spawn()
-        .expect("target/debug/visitor-http is built (make test builds it first)")
+        .expect("the visitor-http binary cargo built for this test starts")
 }
 
 /// Reads stdout lines until the `listening on` line; returns (address, lines read before it).

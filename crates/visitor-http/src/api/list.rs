@@ -2,12 +2,16 @@
 //! `sort` and the domain's filters), the keyset page they ask the store for, and the answer with
 //! its `meta` and `links`.
 
+use actix_web::http::header;
+use actix_web::web::Data;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use visitor_domain::{ErrorCode, FieldError, ValidationErrors, Visitor, VisitorFilter, VisitorId};
 use visitor_store::{ListQuery, Order, StoredVisitor};
 
-use crate::cursor::{self, Binding, CursorError};
-use crate::error::ApiError;
+use crate::api::cursor::{self, Binding, CursorError};
+use crate::context::AppContext;
+use crate::http::error::ApiError;
 
 /// The page size when none is given.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -253,6 +257,46 @@ pub struct Meta {
 pub struct Links {
     pub next: Option<String>,
     pub prev: Option<String>,
+}
+
+/// List Visitors.
+#[utoipa::path(
+    get,
+    path = "/api/v2/chat/visitors",
+    tag = "Visitors",
+    operation_id = "listVisitors",
+    summary = "List Visitors",
+    description = "Lists visitors in pages, with cursor pagination: find a visitor by `external_id` or `email`, filter by `banned`, or walk every visitor. A walk from the first page to the last returns every visitor that existed during the whole walk exactly once.\n\n**Cursors.** Follow `links.next` / `links.prev`, or pass a page's `meta.after_cursor` as the query parameter `page[after]` (the page after it) or its `meta.before_cursor` as `page[before]` (the page before it); at most one of the two. A cursor is opaque (50 hex digits) and valid only with the sort and filters of the page that gave it: any other value is 400 BadRequest naming the parameter. Only a cursor this service handed out is valid, which no schema can say: a value of the right shape made up by the client is a 400 too.",
+    params(
+        ("page[size]" = Option<i64>, Query, description = "Visitors per page", minimum = 1, maximum = 1000),
+        ("page[after]" = Option<String>, Query, description = "The page after this cursor: a page's `meta.after_cursor`, as given (with the same `sort` and filters). Not with `page[before]`. A cursor this service did not hand out is 400 BadRequest", min_length = 50, max_length = 50, pattern = r"^[0-9a-f]{50}$"),
+        ("page[before]" = Option<String>, Query, description = "The page before this cursor: a page's `meta.before_cursor`, as given (with the same `sort` and filters). Not with `page[after]`. A cursor this service did not hand out is 400 BadRequest", min_length = 50, max_length = 50, pattern = r"^[0-9a-f]{50}$"),
+        ("sort" = Option<String>, Query, description = "`id` (ascending, the default) or `-id` (descending)", pattern = r"^-?id$"),
+        ("external_id" = Option<String>, Query, description = "Only the visitor with exactly this external ID", min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$"),
+        ("email" = Option<String>, Query, description = "Only visitors with this e-mail address, ignoring ASCII case", min_length = 1, max_length = 254, pattern = r"^[^\u0000]*$"),
+        ("banned" = Option<bool>, Query, description = "Only banned (`true`) or only not banned (`false`) visitors"),
+    ),
+    responses(
+        (status = 200, description = "OK: one page of visitors", body = crate::api::schemas::VisitorList),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn list_visitors(
+    req: HttpRequest,
+    context: Data<AppContext>,
+) -> Result<HttpResponse, ApiError> {
+    let request = ListRequest::parse(req.query_string())?;
+    let found = context.store.list(&request.store_query()).await?;
+    let info = req.connection_info();
+    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    let page = request.page(found, &base);
+    // Sized for the page at once (a visitor is about 250 bytes of JSON), not grown by doubling.
+    let mut body = Vec::with_capacity(512 + 256 * page.visitors.len());
+    serde_json::to_writer(&mut body, &page)
+        .map_err(|error| ApiError::internal(format!("a page could not be written: {error}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(body))
 }
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! The resources, one module each: the visitors (and their list with its cursors) and the
+//! operator's probes and metrics; and the route table that mounts them. A handler parses the
+//! request, calls the store through the application context, and answers.
+
+use actix_web::web::{self, ServiceConfig};
+use actix_web::HttpResponse;
+
+use crate::http::error::ApiError;
+use crate::http::route::{resource, RouteTemplate, LEGACY_VISITORS_PATH, VISITORS_PATH};
+
+pub(crate) mod cursor;
+pub(crate) mod list;
+pub(crate) mod operations;
+pub(crate) mod schemas;
+pub(crate) mod visitors;
+
+const COLLECTION_METHODS: &str = "GET, POST";
+const ITEM_METHODS: &str = "GET, PUT, DELETE";
+
+/// Registers every route of the service except Swagger UI; `/metrics` too when `metrics_here`.
+///
+/// Each prefix is a scope: a scope's prefix is matched as plain text, so the only pattern with
+/// a variable part (`/{visitor_id}`) is matched against the few characters after the prefix
+/// instead of the whole path.
+pub(crate) fn configure(cfg: &mut ServiceConfig, metrics_here: bool) {
+    let prefixes = [
+        (VISITORS_PATH, "/api/v2/chat/visitors/{visitor_id}"),
+        (LEGACY_VISITORS_PATH, "/api/v2/visitors/{visitor_id}"),
+    ];
+    for (prefix, item) in prefixes {
+        cfg.service(
+            web::scope(prefix)
+                .service(
+                    web::resource("")
+                        .app_data(RouteTemplate(prefix))
+                        .route(web::get().to(list::list_visitors))
+                        .route(web::post().to(visitors::create_visitor))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
+                        })),
+                )
+                .service(
+                    web::resource("/{visitor_id}")
+                        .app_data(RouteTemplate(item))
+                        .route(web::get().to(visitors::show_visitor))
+                        .route(web::put().to(visitors::update_visitor))
+                        .route(web::delete().to(visitors::delete_visitor))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(ITEM_METHODS))
+                        })),
+                ),
+        );
+    }
+    cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
+        .service(resource("/readyz").route(web::get().to(operations::readyz)));
+    if metrics_here {
+        configure_metrics(cfg);
+    }
+}
+
+/// Registers `/metrics` alone (on the main listener, or on one of its own).
+pub(crate) fn configure_metrics(cfg: &mut ServiceConfig) {
+    cfg.service(resource("/metrics").route(web::get().to(operations::metrics)));
+}
+
+/// The answer for any route that does not exist.
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,205 @@
+//! The wire shapes of the resources as the OpenAPI document describes them (utoipa schemas that
+//! exist only for the document), and the seed document's examples.
+
+use serde_json::{json, Value};
+
+/// The seed document's visitor, as its examples show it, to the character: its e-mail address
+/// (with a no-break space) was hidden when the page was copied, and is kept as the seed has it.
+pub fn seed_visitor() -> Value {
+    json!({
+        "banned": false,
+        "created": "2014-09-01T10:29:59Z",
+        "email": "[email\u{a0}protected]",
+        "external_id": "john_extid",
+        "id": 1,
+        "name": "Visitor 1",
+        "notes": "This visitor is really cool.",
+        "phone": "+65 12345678"
+    })
+}
+
+/// The seed's Update Visitor response: the visitor after `{"name": "John"}`.
+pub fn seed_updated_visitor() -> Value {
+    let mut visitor = seed_visitor();
+    visitor["name"] = json!("John");
+    visitor
+}
+
+/// The seed's Create Visitor request, with a real e-mail address in place of the hidden one.
+pub fn seed_create_request() -> Value {
+    json!({
+        "name": "Visitor 1",
+        "email": "visitor1@example.com",
+        "notes": "This visitor is really cool.",
+        "phone": "+65 12345678"
+    })
+}
+
+/// Types that exist only to describe the wire format in the document.
+#[allow(dead_code)]
+mod wire {
+    use utoipa::ToSchema;
+
+    /// Visitors are represented as JSON objects with the following properties.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!(super::seed_visitor()))]
+    pub struct Visitor {
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        #[schema(default = false)]
+        banned: bool,
+        /// The create date for the visitor
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+        /// The email ID of the visitor
+        email: Option<String>,
+        /// The external ID of the visitor
+        #[schema(read_only)]
+        external_id: Option<String>,
+        /// The ID of the visitor
+        #[serde(default)]
+        #[schema(read_only, format = Int64)]
+        id: i64,
+        /// The name to be displayed for the visitor
+        name: Option<String>,
+        /// Any additional notes about the visitor
+        #[schema(read_only)]
+        notes: Option<String>,
+        /// The phone number of the visitor (if available)
+        phone: Option<String>,
+    }
+
+    /// The body of Create Visitor. Every key is optional; `id` is assigned by the server and
+    /// any other key is refused (422). `external_id` and `notes` can be set only here.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!(super::seed_create_request()))]
+    #[serde(deny_unknown_fields)]
+    pub struct VisitorCreate {
+        /// The name to be displayed for the visitor
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
+        name: Option<String>,
+        /// The email ID of the visitor
+        #[schema(format = Email, max_length = 254)]
+        email: Option<String>,
+        /// The phone number of the visitor (if available)
+        #[schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$"
+        )]
+        phone: Option<String>,
+        /// Any additional notes about the visitor (fixed once the visitor exists)
+        #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
+        notes: Option<String>,
+        /// The external ID of the visitor: unique among visitors (fixed once the visitor exists)
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
+        external_id: Option<String>,
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        #[schema(default = false)]
+        banned: bool,
+        /// The create date for the visitor (RFC 3339, any offset; defaults to now)
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+    }
+
+    /// The body of Update Visitor: the keys to change (a partial merge; `{}` changes nothing).
+    /// `null` clears `name`, `email` or `phone`. The read-only keys `id`, `external_id` and
+    /// `notes` are not for sending: a client may send back the object it read, and they are
+    /// accepted only when equal to the stored values (any other value: 422 ReadOnly). Any other
+    /// key is refused (422).
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!({"name": "John"}))]
+    #[serde(deny_unknown_fields)]
+    pub struct VisitorUpdate {
+        /// The name to be displayed for the visitor
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
+        name: Option<String>,
+        /// The email ID of the visitor
+        #[schema(format = Email, max_length = 254)]
+        email: Option<String>,
+        /// The phone number of the visitor (if available)
+        #[schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$"
+        )]
+        phone: Option<String>,
+        /// Whether the visitor is currently banned or not
+        #[serde(default)]
+        banned: bool,
+        /// The create date for the visitor (RFC 3339, any offset)
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+        /// Read-only: accepted only when equal to the stored value
+        #[serde(default)]
+        #[schema(read_only, format = Int64)]
+        id: i64,
+        /// Read-only: accepted only when equal to the stored value
+        #[schema(read_only)]
+        external_id: Option<String>,
+        /// Read-only: accepted only when equal to the stored value
+        #[schema(read_only)]
+        notes: Option<String>,
+    }
+
+    /// One page of List Visitors.
+    #[derive(Debug, ToSchema)]
+    pub struct VisitorList {
+        /// The visitors of this page, in the order asked for
+        visitors: Vec<Visitor>,
+        meta: ListMeta,
+        links: ListLinks,
+    }
+
+    /// Where the page lies in the walk.
+    #[derive(Debug, ToSchema)]
+    pub struct ListMeta {
+        /// Whether more visitors lie beyond this page in the direction it was fetched
+        has_more: bool,
+        /// The cursor of this page's last visitor: pass it as `page[after]` for the next page
+        /// (null on an empty page)
+        #[schema(pattern = r"^[0-9a-f]{50}$")]
+        after_cursor: Option<String>,
+        /// The cursor of this page's first visitor: pass it as `page[before]` for the previous
+        /// page (null on an empty page)
+        #[schema(pattern = r"^[0-9a-f]{50}$")]
+        before_cursor: Option<String>,
+    }
+
+    /// The neighbouring pages, with the same filters, size and sort.
+    #[derive(Debug, ToSchema)]
+    pub struct ListLinks {
+        /// The full URL of the next page; null on the last page
+        next: Option<String>,
+        /// The full URL of the previous page; null on the first page
+        prev: Option<String>,
+    }
+
+    /// One problem with one key.
+    #[derive(Debug, ToSchema)]
+    pub struct FieldProblem {
+        /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly, UnknownField,
+        /// Duplicate or OutOfRange
+        error: String,
+        /// A sentence for people
+        description: String,
+    }
+
+    /// The body of every error response.
+    #[derive(Debug, ToSchema)]
+    pub struct Error {
+        /// A stable code, e.g. RecordInvalid, RecordNotFound, Unauthorized
+        error: String,
+        /// A sentence for people
+        description: String,
+        /// Only on 422 RecordInvalid and on 400 about List's query parameters: each offending
+        /// key or parameter and its problems
+        details: Option<std::collections::HashMap<String, Vec<FieldProblem>>>,
+    }
+}
+
+pub(crate) use wire::*;
