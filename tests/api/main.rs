@@ -9,6 +9,7 @@ mod concurrency;
 mod conditional;
 mod delete;
 mod errors;
+mod forwarded;
 mod idempotency;
 mod list;
 mod openapi;

@@ -156,8 +156,9 @@ def main():
     balancer = None
     try:
         with temp_database() as url:
+            # HAProxy connects from 127.0.0.1: the instances trust it for X-Forwarded-For.
             env = {"VISITORS_DRAIN_SECONDS": DRAIN_SECONDS, "VISITORS_RATE_LIMIT": "off",
-                   "RUST_LOG": "info"}
+                   "VISITORS_TRUSTED_PROXIES": "127.0.0.1", "RUST_LOG": "info"}
             instances = [Service(database_url=url, extra_env=env, name=f"visitors{n + 1}")
                          for n in range(3)]
             for instance, port in zip(instances, ports):

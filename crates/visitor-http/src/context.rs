@@ -8,6 +8,7 @@ use visitor_store::{IdempotencyPolicy, SharedStorage};
 
 use crate::access::limits::Limits;
 use crate::access::tokens::TokenRegistry;
+use crate::http::forwarded::Origin;
 use crate::observability::metrics::Metrics;
 
 /// What the application serves from.
@@ -25,6 +26,9 @@ pub(crate) struct AppContext {
     pub(crate) metrics: Option<Metrics>,
     /// Whether the instance takes new work.
     pub(crate) readiness: Readiness,
+    /// Who the client is behind the trusted proxies, and the base of the URLs the service
+    /// writes (§11).
+    pub(crate) origin: Origin,
 }
 
 /// Whether the instance takes new work: false from the start of a drain (`/readyz` says 503).

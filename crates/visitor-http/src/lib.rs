@@ -27,6 +27,7 @@ pub use access::limits::RateSetting;
 pub use access::tokens::{Role, TokenRegistry, TokenSpec};
 pub use app::builder::{in_process, AppSettings, Application, MetricsEndpoint, ServerOptions};
 pub use app::shutdown::Shutdown;
+pub use http::forwarded::TrustedProxies;
 
 use app::config::{Command, Config};
 

@@ -124,6 +124,10 @@ async fn in_memory_with_no_token_generates_one_and_serves_on_a_free_port() {
         "one line per request: {logs}"
     );
     assert!(
+        logs.contains("\"client_address\":\"127.0.0.1\""),
+        "the access line names the client: {logs}"
+    );
+    assert!(
         logs.contains("in memory"),
         "the start-up log says the store is in memory"
     );

@@ -19,7 +19,7 @@ use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleErro
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 
-use crate::sqlstate::unreachable_state;
+use crate::sqlstate::spends_connection;
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -32,6 +32,11 @@ pub(crate) struct PoolOptions {
     pub ping_idle_after: Duration,
     /// A connection is replaced instead of used once it has not been used for this long.
     pub idle_timeout: Duration,
+    /// A connection is replaced instead of used once it is this old (`--db-max-lifetime`).
+    pub max_lifetime: Duration,
+    /// Every statement of a connection is cancelled by the server after this long
+    /// (`statement_timeout`; zero: never).
+    pub statement_timeout: Duration,
 }
 
 /// Opens and checks connections for deadpool.
@@ -40,6 +45,10 @@ struct Connector {
     connect: PgConnectOptions,
     ping_idle_after: Duration,
     idle_timeout: Duration,
+    max_lifetime: Duration,
+    /// `SET statement_timeout = …` for a new connection, set once per session (not as a
+    /// startup parameter, which PgBouncer refuses).
+    set_statement_timeout: String,
 }
 
 impl managed::Manager for Connector {
@@ -47,7 +56,11 @@ impl managed::Manager for Connector {
     type Error = sqlx::Error;
 
     async fn create(&self) -> Result<PgConnection, sqlx::Error> {
-        PgConnection::connect_with(&self.connect).await
+        let mut connection = PgConnection::connect_with(&self.connect).await?;
+        sqlx::query(&self.set_statement_timeout)
+            .execute(&mut connection)
+            .await?;
+        Ok(connection)
     }
 
     async fn recycle(
@@ -55,7 +68,7 @@ impl managed::Manager for Connector {
         connection: &mut PgConnection,
         metrics: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
-        match self.check(metrics.last_used()) {
+        match self.check(metrics.last_used(), metrics.age()) {
             Check::Use => Ok(()),
             Check::Ping => connection.ping().await.map_err(RecycleError::Backend),
             Check::Replace => Err(RecycleError::message("idle too long")),
@@ -72,9 +85,10 @@ enum Check {
 }
 
 impl Connector {
-    /// Each threshold holds from the instant it is reached.
-    fn check(&self, unused_for: Duration) -> Check {
-        if unused_for >= self.idle_timeout {
+    /// What a connection unused for `unused_for` and opened `age` ago needs. Each threshold
+    /// holds from the instant it is reached.
+    fn check(&self, unused_for: Duration, age: Duration) -> Check {
+        if unused_for >= self.idle_timeout || age >= self.max_lifetime {
             Check::Replace
         } else if unused_for >= self.ping_idle_after {
             Check::Ping
@@ -107,6 +121,11 @@ impl Pool {
             connect,
             ping_idle_after: options.ping_idle_after,
             idle_timeout: options.idle_timeout,
+            max_lifetime: options.max_lifetime,
+            set_statement_timeout: format!(
+                "SET statement_timeout = {}",
+                options.statement_timeout.as_millis()
+            ),
         };
         let size = usize::try_from(options.max_connections.max(1)).unwrap_or(usize::MAX);
         let inner = managed::Pool::builder(manager)
@@ -176,7 +195,7 @@ impl Lease<'_> {
         let reusable = match outcome {
             Ok(_) => true,
             Err(sqlx::Error::Database(error)) => {
-                !error.code().is_some_and(|code| unreachable_state(&code))
+                !error.code().is_some_and(|code| spends_connection(&code))
             }
             Err(_) => false,
         };
@@ -210,6 +229,21 @@ mod tests {
         pool_with(test_pool, max_connections, Duration::MAX, Duration::MAX)
     }
 
+    fn options(
+        max_connections: u32,
+        ping_idle_after: Duration,
+        idle_timeout: Duration,
+    ) -> PoolOptions {
+        PoolOptions {
+            max_connections,
+            acquire_timeout: Duration::from_millis(300),
+            ping_idle_after,
+            idle_timeout,
+            max_lifetime: Duration::MAX,
+            statement_timeout: Duration::ZERO,
+        }
+    }
+
     fn pool_with(
         test_pool: &PgPool,
         max_connections: u32,
@@ -218,12 +252,7 @@ mod tests {
     ) -> Pool {
         Pool::new(
             (*test_pool.connect_options()).clone(),
-            PoolOptions {
-                max_connections,
-                acquire_timeout: Duration::from_millis(300),
-                ping_idle_after,
-                idle_timeout,
-            },
+            options(max_connections, ping_idle_after, idle_timeout),
         )
     }
 
@@ -333,17 +362,63 @@ mod tests {
     fn the_thresholds_hold_from_their_first_instant() {
         let ping_after = Duration::from_secs(1);
         let timeout = Duration::from_secs(60);
+        let lifetime = Duration::from_secs(1800);
         let connector = Connector {
             connect: PgConnectOptions::new(),
             ping_idle_after: ping_after,
             idle_timeout: timeout,
+            max_lifetime: lifetime,
+            set_statement_timeout: String::new(),
         };
         let nano = Duration::from_nanos(1);
-        assert_eq!(connector.check(Duration::ZERO), Check::Use);
-        assert_eq!(connector.check(ping_after - nano), Check::Use);
-        assert_eq!(connector.check(ping_after), Check::Ping);
-        assert_eq!(connector.check(timeout - nano), Check::Ping);
-        assert_eq!(connector.check(timeout), Check::Replace);
+        let young = Duration::ZERO;
+        assert_eq!(connector.check(Duration::ZERO, young), Check::Use);
+        assert_eq!(connector.check(ping_after - nano, young), Check::Use);
+        assert_eq!(connector.check(ping_after, young), Check::Ping);
+        assert_eq!(connector.check(timeout - nano, young), Check::Ping);
+        assert_eq!(connector.check(timeout, young), Check::Replace);
+        // However recently used: replaced from the instant it reaches its lifetime.
+        assert_eq!(connector.check(Duration::ZERO, lifetime - nano), Check::Use);
+        assert_eq!(connector.check(Duration::ZERO, lifetime), Check::Replace);
+    }
+
+    /// Every connection runs with the statement timeout; a statement past it is cancelled by
+    /// the server, and the connection that ran it is not used again.
+    #[sqlx::test(migrations = false)]
+    async fn statements_are_bounded_and_a_cancelled_one_spends_its_connection(test_pool: PgPool) {
+        let mut options = options(1, Duration::MAX, Duration::MAX);
+        options.statement_timeout = Duration::from_millis(200);
+        let pool = Pool::new((*test_pool.connect_options()).clone(), options);
+        let mut lease = pool.acquire().await.unwrap();
+        let bound: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(lease.get())
+            .await
+            .unwrap();
+        assert_eq!(bound, "200ms");
+        let first = backend_pid(&mut lease).await;
+        let slow = sqlx::query("SELECT pg_sleep(5)").execute(lease.get()).await;
+        let code = match &slow {
+            Err(sqlx::Error::Database(error)) => error.code().map(|c| c.into_owned()),
+            other => panic!("expected the server to cancel the statement, got {other:?}"),
+        };
+        assert_eq!(code.as_deref(), Some("57014"));
+        lease.settle(&slow);
+        assert_eq!(pool.status(), status(0, 0, 1));
+        let mut lease = pool.acquire().await.unwrap();
+        assert_ne!(backend_pid(&mut lease).await, first, "a new connection");
+    }
+
+    /// Past `max_lifetime` (zero here: always) a connection is replaced, however recently used.
+    #[sqlx::test(migrations = false)]
+    async fn a_connection_past_its_lifetime_is_replaced(test_pool: PgPool) {
+        let mut options = options(1, Duration::MAX, Duration::MAX);
+        options.max_lifetime = Duration::ZERO;
+        let pool = Pool::new((*test_pool.connect_options()).clone(), options);
+        let mut lease = pool.acquire().await.unwrap();
+        let first = backend_pid(&mut lease).await;
+        lease.settle(&Ok::<(), sqlx::Error>(()));
+        let mut lease = pool.acquire().await.unwrap();
+        assert_ne!(backend_pid(&mut lease).await, first);
     }
 
     /// Past `idle_timeout` (zero here: always) an idle connection is closed, not used.

@@ -17,7 +17,7 @@ use visitor_domain::{
 };
 
 use crate::pg_pool::{Lease, Pool, PoolOptions};
-use crate::sqlstate::unreachable_state;
+use crate::sqlstate::spends_connection;
 use crate::{
     ActiveToken, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
     ListQuery, Operations, Order, PoolStatus, Role, StoreError, StoredVisitor, TokenDigest,
@@ -43,6 +43,11 @@ pub struct PgStoreOptions {
     /// A pooled connection idle this long is pinged before it is used again, and replaced when
     /// the ping fails (500 ms; `Duration::MAX`: never).
     pub ping_idle_after: Duration,
+    /// How long a statement may run before the server cancels it and the call reports the
+    /// storage unavailable (5 s; zero: no bound). The connection is replaced.
+    pub statement_timeout: Duration,
+    /// How old a connection may grow before it is replaced (30 minutes).
+    pub max_lifetime: Duration,
 }
 
 impl Default for PgStoreOptions {
@@ -51,6 +56,8 @@ impl Default for PgStoreOptions {
             max_connections: 20,
             acquire_timeout: Duration::from_secs(3),
             ping_idle_after: IDLE_BEFORE_PING,
+            statement_timeout: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -164,6 +171,8 @@ impl PgStore {
                 acquire_timeout: options.acquire_timeout,
                 ping_idle_after: options.ping_idle_after,
                 idle_timeout: IDLE_TIMEOUT,
+                max_lifetime: options.max_lifetime,
+                statement_timeout: options.statement_timeout,
             },
         );
         Self {
@@ -197,14 +206,18 @@ impl PgStore {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| async {
+                // A migration may take longer than any request: it runs without the statement
+                // timeout, on a connection that is closed afterwards (the lease is dropped, not
+                // kept), so no connection without the bound goes back to the pool.
                 let mut connection = self.lease().await?;
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(connection.get())
+                    .await
+                    .map_err(translate)?;
                 // `run_direct` is `run` on a connection already at hand (sqlx's own name for
                 // it; `run` over `&mut PgConnection` cannot be proven `Send` here).
                 let outcome = MIGRATOR.run_direct(connection.get()).await;
-                // A failed migration leaves the session in no known state.
-                if outcome.is_ok() {
-                    connection.keep();
-                }
+                drop(connection);
                 outcome.map_err(|error| match error {
                     MigrateError::Execute(error) => translate(error),
                     other => StoreError::Internal(Box::new(other)),
@@ -680,7 +693,7 @@ fn translate(error: sqlx::Error) -> StoreError {
     use sqlx::Error;
     match &error {
         Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        Error::Database(db) if db.code().is_some_and(|code| unreachable_state(&code)) => {
+        Error::Database(db) if db.code().is_some_and(|code| spends_connection(&code)) => {
             StoreError::Unavailable(Box::new(error))
         }
         Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed => {

@@ -309,7 +309,7 @@ impl FailureLimiter {
         if self.tracked.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let tat = *self.arrivals().get(&address)?;
+        let tat = *self.arrivals().get(&counted_as(address))?;
         self.wait(tat, now)
     }
 
@@ -321,6 +321,7 @@ impl FailureLimiter {
     /// Counts a failed authentication from `address`. Returns `Some(seconds to wait)`, counting
     /// nothing, when it is over the limit (another request spent the last one meanwhile).
     pub fn record(&self, address: IpAddr, now: Instant) -> Option<u64> {
+        let address = counted_as(address);
         let mut arrivals = self.arrivals();
         let tat = arrivals.get(&address).map_or(now, |&tat| tat.max(now));
         if let Some(wait) = self.wait(tat, now) {
@@ -343,6 +344,15 @@ impl FailureLimiter {
         let tracked = self.arrivals().len();
         assert_eq!(tracked, self.tracked.load(Ordering::Acquire));
         tracked
+    }
+}
+
+/// The address a failure is counted against: an IPv4 address as it is, an IPv6 address by its
+/// /64 (one host, or one customer of a provider, holds a whole /64).
+fn counted_as(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 

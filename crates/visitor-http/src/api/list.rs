@@ -287,8 +287,7 @@ pub(crate) async fn list_visitors(
 ) -> Result<HttpResponse, ApiError> {
     let request = ListRequest::parse(req.query_string())?;
     let found = context.store.list(&request.store_query()).await?;
-    let info = req.connection_info();
-    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    let base = context.origin.url(&req, req.path());
     let page = request.page(found, &base);
     // Sized for the page at once (a visitor is about 250 bytes of JSON), not grown by doubling.
     let mut body = Vec::with_capacity(512 + 256 * page.visitors.len());

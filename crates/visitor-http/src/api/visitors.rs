@@ -33,12 +33,15 @@ fn with_visitor_tagged(
 }
 
 /// The 201 of Create Visitor; `Location` is under the prefix the request came in under.
-fn created(req: &HttpRequest, stored: &StoredVisitor, replayed: bool) -> HttpResponse {
+fn created(
+    req: &HttpRequest,
+    context: &AppContext,
+    stored: &StoredVisitor,
+    replayed: bool,
+) -> HttpResponse {
     let mut response = HttpResponse::Created();
-    response.insert_header((
-        header::LOCATION,
-        format!("{}/{}", prefix_of(req.path()), stored.id),
-    ));
+    let path = format!("{}/{}", prefix_of(req.path()), stored.id);
+    response.insert_header((header::LOCATION, context.origin.location(&path)));
     if replayed {
         response.insert_header((IDEMPOTENT_REPLAYED.clone(), "true"));
     }
@@ -80,7 +83,12 @@ pub(crate) async fn create_visitor(
     let key = key_of(req.headers())?;
     let new = NewVisitor::from_json(&body.0)?;
     let Some(key) = key else {
-        return Ok(created(&req, &context.store.create(new).await?, false));
+        return Ok(created(
+            &req,
+            &context,
+            &context.store.create(new).await?,
+            false,
+        ));
     };
     let owner = req
         .extensions()
@@ -94,8 +102,8 @@ pub(crate) async fn create_visitor(
         .create_idempotent(&key, &fingerprint, &context.idempotency, new)
         .await?
     {
-        Idempotent::Created(stored) => Ok(created(&req, &stored, false)),
-        Idempotent::Replay(stored) => Ok(created(&req, &stored, true)),
+        Idempotent::Created(stored) => Ok(created(&req, &context, &stored, false)),
+        Idempotent::Replay(stored) => Ok(created(&req, &context, &stored, true)),
         Idempotent::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
         // In use, or an outcome of a later version of the store: not created, retry.
         _ => Err(ApiError::IdempotencyKeyInUse),

@@ -21,6 +21,7 @@ use crate::api;
 use crate::app::background::{maintain, refresh_tokens, Background};
 use crate::app::shutdown::{stop_gracefully_on_signal, Shutdown};
 use crate::context::{AppContext, Readiness};
+use crate::http::forwarded::{Origin, TrustedProxies};
 use crate::middleware::auth::require_administrator;
 use crate::middleware::request::request_context;
 use crate::observability::metrics::Metrics;
@@ -54,6 +55,10 @@ pub struct AppSettings {
     pub auth_failure_limit: RateSetting,
     /// Where `/metrics` is served.
     pub metrics: MetricsEndpoint,
+    /// The proxies whose forwarding headers are believed (§11).
+    pub trusted_proxies: TrustedProxies,
+    /// The base of every URL the service writes (§11); `None`: the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl AppSettings {
@@ -68,6 +73,8 @@ impl AppSettings {
             rate_limit: RateSetting::Off,
             auth_failure_limit: RateSetting::Off,
             metrics: MetricsEndpoint::Main,
+            trusted_proxies: TrustedProxies::default(),
+            public_url: None,
         }
     }
 }
@@ -117,6 +124,7 @@ fn context(settings: AppSettings) -> (Data<AppContext>, bool, Option<TcpListener
         limits: Limits::new(settings.rate_limit, settings.auth_failure_limit),
         metrics,
         readiness: Readiness::default(),
+        origin: Origin::new(settings.public_url.as_deref(), settings.trusted_proxies),
     };
     (Data::new(context), metrics_here, metrics_listener)
 }

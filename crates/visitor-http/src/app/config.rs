@@ -50,6 +50,15 @@ pub struct Config {
     #[arg(long, env = "VISITORS_DB_ACQUIRE_TIMEOUT", default_value_t = 3)]
     pub db_acquire_timeout: u64,
 
+    /// Seconds a PostgreSQL statement may run before the server cancels it: the request answers
+    /// 503 and the connection is replaced (0: no bound).
+    #[arg(long, env = "VISITORS_DB_STATEMENT_TIMEOUT", default_value_t = 5)]
+    pub db_statement_timeout: u64,
+
+    /// Seconds a PostgreSQL connection is used before it is replaced.
+    #[arg(long, env = "VISITORS_DB_MAX_LIFETIME", default_value_t = 1800)]
+    pub db_max_lifetime: u64,
+
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "VISITORS_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -71,6 +80,17 @@ pub struct Config {
     /// (ADDR, e.g. 127.0.0.1:9100), or off.
     #[arg(long, env = "VISITORS_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+
+    /// Proxies whose X-Forwarded-For/-Host/-Proto are believed: comma-separated addresses or
+    /// CIDR ranges (e.g. 10.0.0.0/8). Behind them the client is the rightmost untrusted
+    /// X-Forwarded-For entry [default: none].
+    #[arg(long, env = "VISITORS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// The base of every URL the service writes (List's links, Location), e.g.
+    /// https://visitors.example.com [default: the request's Host].
+    #[arg(long, env = "VISITORS_PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     /// Seconds requests are still served after SIGTERM/SIGINT while /readyz answers 503, so a
     /// load balancer takes the instance out before it stops.
@@ -162,6 +182,8 @@ impl Config {
         PgStoreOptions {
             max_connections: self.db_max_connections.max(1),
             acquire_timeout: Duration::from_secs(self.db_acquire_timeout.max(1)),
+            statement_timeout: Duration::from_secs(self.db_statement_timeout),
+            max_lifetime: Duration::from_secs(self.db_max_lifetime.max(1)),
             ..PgStoreOptions::default()
         }
     }
@@ -189,6 +211,14 @@ mod tests {
             ("metrics_bind", "VISITORS_METRICS_BIND", None),
             ("drain_seconds", "VISITORS_DRAIN_SECONDS", Some("0")),
             ("idempotency_ttl", "VISITORS_IDEMPOTENCY_TTL", Some("86400")),
+            ("trusted_proxies", "VISITORS_TRUSTED_PROXIES", None),
+            ("public_url", "VISITORS_PUBLIC_URL", None),
+            (
+                "db_statement_timeout",
+                "VISITORS_DB_STATEMENT_TIMEOUT",
+                Some("5"),
+            ),
+            ("db_max_lifetime", "VISITORS_DB_MAX_LIFETIME", Some("1800")),
         ];
         for (id, env, default) in expected {
             let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();

@@ -12,6 +12,7 @@ use visitor_store::{MemoryStore, PgStore, Role, SharedStorage, StoreError, Token
 use crate::access::tokens::{new_token, TokenRegistry, TokenSpec};
 use crate::app::builder::{AppSettings, Application, MetricsEndpoint, ServerOptions};
 use crate::app::config::{Config, MetricsBind};
+use crate::http::forwarded::TrustedProxies;
 
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let mut tokens = config.token_specs().map_err(anyhow::Error::msg)?;
@@ -92,6 +93,9 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         rate_limit: config.rate_limit,
         auth_failure_limit: config.auth_failure_limit,
         metrics,
+        trusted_proxies: TrustedProxies::parse(config.trusted_proxies.iter().map(String::as_str))
+            .map_err(anyhow::Error::msg)?,
+        public_url: public_url(config.public_url.as_deref())?,
         ..AppSettings::new(store, TokenRegistry::new(tokens))
     };
     settings.tokens.replace_stored(stored_tokens);
@@ -105,4 +109,21 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--public-url`, checked: an absolute `http` or `https` URL with a host, no query or fragment.
+fn public_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let uri: actix_web::http::Uri = value
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--public-url {value:?} is not a URL"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let plain = uri.query().is_none() && !value.contains('#');
+    anyhow::ensure!(
+        scheme_ok && uri.host().is_some() && plain,
+        "--public-url {value:?} must be an absolute http(s) URL with a host and no query, like https://visitors.example.com"
+    );
+    Ok(Some(value.to_owned()))
 }

@@ -5,6 +5,7 @@
 pub(crate) mod conditional;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod forwarded;
 pub(crate) mod idempotency_key;
 pub(crate) mod prefer;
 pub(crate) mod route;

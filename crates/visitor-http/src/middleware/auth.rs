@@ -12,6 +12,7 @@ use actix_web::HttpMessage;
 
 use crate::context::AppContext;
 use crate::http::error::ApiError;
+use crate::http::forwarded::ClientAddress;
 
 /// True for the paths of the API proper, which need a token.
 fn is_api_path(path: &str) -> bool {
@@ -32,10 +33,11 @@ pub(crate) async fn require_administrator(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let limits = &context.limits;
-    let failures = limits
-        .auth_failures
-        .as_ref()
-        .zip(req.peer_addr().map(|peer| peer.ip()));
+    let failures = limits.auth_failures.as_ref().zip(
+        req.extensions()
+            .get::<ClientAddress>()
+            .map(|client| client.0),
+    );
     if let Some((failures, address)) = failures {
         if let Some(wait) = failures.refused(address, Instant::now()) {
             return Ok(req

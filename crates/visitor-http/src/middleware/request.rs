@@ -14,12 +14,13 @@ use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
-use actix_web::ResponseError;
+use actix_web::{HttpMessage, ResponseError};
 use tracing::Instrument;
 
 use crate::context::AppContext;
 use crate::http::error::{cause_chain, ApiError};
 use crate::http::extract::BODY_LIMIT;
+use crate::http::forwarded::ClientAddress;
 use crate::http::route::RouteTemplate;
 use crate::observability::metrics::UNMATCHED_ROUTE;
 
@@ -69,6 +70,16 @@ pub(crate) async fn request_context(
         .and_then(sane_request_id)
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
+    let client = req.peer_addr().map(|peer| {
+        context
+            .origin
+            .proxies()
+            .client_address(peer.ip(), req.headers())
+    });
+    if let Some(client) = client {
+        req.extensions_mut().insert(ClientAddress(client));
+    }
+    let client_address = client.map(|client| client.to_string()).unwrap_or_default();
     let metrics = context.metrics.as_ref();
     let in_flight = metrics.map(|metrics| metrics.start());
     // At debug level: an enabled span is entered and left on every poll of the request (dozens
@@ -122,6 +133,7 @@ pub(crate) async fn request_context(
             status,
             latency_ms,
             request_id = request_id.as_str(),
+            client_address = client_address.as_str(),
             %cause,
             "request failed"
         );
@@ -132,6 +144,7 @@ pub(crate) async fn request_context(
             status,
             latency_ms,
             request_id = request_id.as_str(),
+            client_address = client_address.as_str(),
             "request"
         );
     }
