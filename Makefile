@@ -20,7 +20,7 @@ E2E_PY := $(E2E)/.venv/bin/python
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
 	e2e-prometheus e2e-cluster e2e-pgbouncer e2e-python e2e-node e2e-chromium debian-prometheus \
-	debian-haproxy debian-pgbouncer \
+	debian-haproxy debian-pgbouncer debian-redis \
 	check-postgres bench mutants mutants-changed tools-mutants publish-check
 
 help: ## list the targets
@@ -38,7 +38,7 @@ check-postgres:
 build-bin:
 	$(CARGO) build -p visitor-http --bin visitor-http
 
-test-rust: tools-nextest check-postgres ## the Rust unit, conformance and black-box tests
+test-rust: tools-nextest check-postgres debian-redis ## the Rust unit, conformance and black-box tests
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) nextest run --workspace --no-fail-fast
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) test --workspace --doc
 
@@ -100,6 +100,11 @@ debian-prometheus:
 	@command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+debian-redis:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing Debian's redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 debian-haproxy:
 	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || { \

@@ -15,4 +15,5 @@ mod list;
 mod openapi;
 mod operations;
 mod raw;
+mod shared_limits;
 mod visitors;

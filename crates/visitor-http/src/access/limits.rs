@@ -23,6 +23,8 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use visitor_store::TokenDigest;
 
+use crate::access::shared::{address_key, token_key, Gcra, SharedCounter, Verdict};
+
 pub static X_RATE_LIMIT: HeaderName = HeaderName::from_static("x-rate-limit");
 pub static X_RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -267,6 +269,14 @@ impl TokenLimiter {
         allowance.write_state_to(headers);
     }
 
+    /// This limit as the shared store's script takes it.
+    fn gcra(&self) -> Gcra {
+        Gcra {
+            interval: self.rate.interval(),
+            tolerance: self.rate.interval() * (self.rate.count.get() - 1),
+        }
+    }
+
     /// Forgets tokens whose allowance is whole again (their state is the default).
     pub fn forget_settled(&self) {
         self.limiter.retain_recent();
@@ -332,6 +342,14 @@ impl FailureLimiter {
         None
     }
 
+    /// This limit as the shared store's script takes it.
+    fn gcra(&self) -> Gcra {
+        Gcra {
+            interval: self.interval,
+            tolerance: self.tolerance,
+        }
+    }
+
     /// Forgets addresses with no failure left to count.
     pub fn forget_settled(&self, now: Instant) {
         let mut arrivals = self.arrivals();
@@ -356,11 +374,27 @@ fn counted_as(address: IpAddr) -> IpAddr {
     }
 }
 
-/// The limits a server applies.
+/// The limits a server applies: counted by this instance alone, or in the shared store with
+/// this instance's counters as the fallback.
 #[derive(Debug, Default)]
 pub struct Limits {
     pub per_token: Option<TokenLimiter>,
     pub auth_failures: Option<FailureLimiter>,
+    pub shared: Option<SharedCounter>,
+}
+
+/// What the limits make of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The client address is over its failed-authentication limit: 429 after this many whole
+    /// seconds, whatever the token.
+    AddressRefused(u64),
+    /// The token was not accepted, and the failure is counted.
+    FailureCounted,
+    /// A known token, within its limit (`None`: no per-token limit).
+    Admitted(Option<Allowance>),
+    /// A known token over its limit.
+    TokenRefused(Refusal),
 }
 
 impl Limits {
@@ -368,6 +402,90 @@ impl Limits {
         Self {
             per_token: TokenLimiter::new(per_token),
             auth_failures: FailureLimiter::new(auth_failures),
+            shared: None,
+        }
+    }
+
+    /// The same limits, counted in `shared` while it answers.
+    pub fn shared_through(self, shared: SharedCounter) -> Self {
+        Self {
+            shared: Some(shared),
+            ..self
+        }
+    }
+
+    /// Decides for one request from `address` whose token is `token` (its digest; `None` when
+    /// it was not accepted): the address's failures first, then the token's allowance.
+    pub async fn admit(&self, address: Option<IpAddr>, token: Option<&TokenDigest>) -> Admission {
+        if let Some(shared) = &self.shared {
+            let address = address.map(counted_as);
+            let address_key = address.map(address_key).unwrap_or_default();
+            let token_key = token.map(|digest| token_key(&hex::encode(digest)));
+            let failures = self
+                .auth_failures
+                .as_ref()
+                .filter(|_| address.is_some())
+                .map(FailureLimiter::gcra);
+            let per_token = self.per_token.as_ref().map(TokenLimiter::gcra);
+            let verdict = shared
+                .admit((&address_key, failures), (token_key.as_deref(), per_token))
+                .await;
+            if let Some(verdict) = verdict {
+                return self.admission_of(verdict);
+            }
+        }
+        self.admit_alone(address, token)
+    }
+
+    /// [`Limits::admit`] with this instance's own counters.
+    fn admit_alone(&self, address: Option<IpAddr>, token: Option<&TokenDigest>) -> Admission {
+        let failures = self.auth_failures.as_ref().zip(address);
+        if let Some((failures, address)) = failures {
+            if let Some(wait) = failures.refused(address, Instant::now()) {
+                return Admission::AddressRefused(wait);
+            }
+        }
+        let Some(token) = token else {
+            return match failures
+                .and_then(|(failures, address)| failures.record(address, Instant::now()))
+            {
+                Some(wait) => Admission::AddressRefused(wait),
+                None => Admission::FailureCounted,
+            };
+        };
+        match self.per_token.as_ref().map(|limiter| limiter.check(token)) {
+            None => Admission::Admitted(None),
+            Some(Ok(allowance)) => Admission::Admitted(Some(allowance)),
+            Some(Err(refusal)) => Admission::TokenRefused(refusal),
+        }
+    }
+
+    fn admission_of(&self, verdict: Verdict) -> Admission {
+        let rate = self.per_token.as_ref().map(|limiter| limiter.rate);
+        match (verdict, rate) {
+            (Verdict::AddressRefused(wait), _) => {
+                Admission::AddressRefused(whole_seconds(wait).max(1))
+            }
+            (Verdict::FailureCounted, _) => Admission::FailureCounted,
+            (Verdict::Admitted { remaining, reset }, Some(rate)) => {
+                Admission::Admitted(Some(Allowance {
+                    remaining,
+                    reset: whole_seconds(reset),
+                    ..Allowance::of(rate, remaining)
+                }))
+            }
+            (Verdict::TokenRefused { retry }, Some(rate)) => Admission::TokenRefused(Refusal {
+                allowance: Some(Allowance::of(rate, 0)),
+                retry_after: whole_seconds(retry).max(1),
+            }),
+            (_, _) => Admission::Admitted(None),
+        }
+    }
+
+    /// Writes the allowance headers of an answer to a known token.
+    pub fn write_headers(&self, allowance: &Allowance, headers: &mut HeaderMap) {
+        if let Some(limiter) = &self.per_token {
+            limiter.write_headers(allowance, headers);
         }
     }
 

@@ -2,4 +2,5 @@
 //! may act) and the rate limiters (§8.5). State and rules only; the middleware applies them.
 
 pub(crate) mod limits;
+pub(crate) mod shared;
 pub(crate) mod tokens;

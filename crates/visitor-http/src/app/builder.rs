@@ -11,11 +11,13 @@ use actix_web::dev::{Server, ServerHandle, ServiceFactory, ServiceRequest, Servi
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
+use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 use utoipa_swagger_ui::SwaggerUi;
 use visitor_store::{IdempotencyPolicy, SharedStorage, TokenStore};
 
 use crate::access::limits::{Limits, RateSetting};
+use crate::access::shared::SharedCounter;
 use crate::access::tokens::TokenRegistry;
 use crate::api;
 use crate::app::background::{maintain, refresh_tokens, Background};
@@ -59,6 +61,9 @@ pub struct AppSettings {
     pub trusted_proxies: TrustedProxies,
     /// The base of every URL the service writes (§11); `None`: the request's `Host`.
     pub public_url: Option<String>,
+    /// The Redis both rate limits are counted in, for every instance sharing it (§11);
+    /// `None`: each instance counts alone.
+    pub rate_limit_store: Option<String>,
 }
 
 impl AppSettings {
@@ -75,6 +80,7 @@ impl AppSettings {
             metrics: MetricsEndpoint::Main,
             trusted_proxies: TrustedProxies::default(),
             public_url: None,
+            rate_limit_store: None,
         }
     }
 }
@@ -107,26 +113,31 @@ impl Default for ServerOptions {
 
 /// The context of `settings`, and where `/metrics` goes: on the main listener (`true`) or on the
 /// listener returned.
-fn context(settings: AppSettings) -> (Data<AppContext>, bool, Option<TcpListener>) {
+fn context(
+    settings: AppSettings,
+) -> std::io::Result<(Data<AppContext>, bool, Option<TcpListener>)> {
+    let store_errors = Counter::default();
+    let metrics = || Metrics::new(settings.store.clone(), store_errors.clone());
     let (metrics, metrics_here, metrics_listener) = match settings.metrics {
-        MetricsEndpoint::Main => (Some(Metrics::new(settings.store.clone())), true, None),
-        MetricsEndpoint::Own(listener) => (
-            Some(Metrics::new(settings.store.clone())),
-            false,
-            Some(listener),
-        ),
+        MetricsEndpoint::Main => (Some(metrics()), true, None),
+        MetricsEndpoint::Own(listener) => (Some(metrics()), false, Some(listener)),
         MetricsEndpoint::Off => (None, false, None),
     };
+    let mut limits = Limits::new(settings.rate_limit, settings.auth_failure_limit);
+    if let Some(url) = &settings.rate_limit_store {
+        let shared = SharedCounter::new(url, store_errors).map_err(std::io::Error::other)?;
+        limits = limits.shared_through(shared);
+    }
     let context = AppContext {
         store: settings.store,
         idempotency: settings.idempotency,
         tokens: settings.tokens,
-        limits: Limits::new(settings.rate_limit, settings.auth_failure_limit),
+        limits,
         metrics,
         readiness: Readiness::default(),
         origin: Origin::new(settings.public_url.as_deref(), settings.trusted_proxies),
     };
-    (Data::new(context), metrics_here, metrics_listener)
+    Ok((Data::new(context), metrics_here, metrics_listener))
 }
 
 /// The application: every route (with `/metrics` when `metrics_here`), Swagger UI over
@@ -174,7 +185,7 @@ pub fn in_process(
     >,
 > {
     let openapi = crate::openapi::document().map_err(std::io::Error::other)?;
-    let (context, metrics_here, _) = context(settings);
+    let (context, metrics_here, _) = context(settings)?;
     Ok(app(context, metrics_here, openapi))
 }
 
@@ -207,7 +218,7 @@ impl Application {
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let token_store = settings.token_store.clone();
-        let (context, metrics_here, metrics_listener) = context(settings);
+        let (context, metrics_here, metrics_listener) = context(settings)?;
         let mut background = Background::default();
         background.spawn(maintain(context.clone().into_inner()));
         if let Some(source) = token_store {

@@ -76,6 +76,11 @@ pub struct Config {
     #[arg(long, env = "VISITORS_AUTH_FAILURE_LIMIT", default_value = "30/min", value_parser = rate)]
     pub auth_failure_limit: RateSetting,
 
+    /// Redis that both rate limits are counted in, for every instance sharing it
+    /// (redis://HOST:PORT[/DB]) [default: each instance counts alone].
+    #[arg(long, env = "VISITORS_RATE_LIMIT_STORE", hide_env_values = true)]
+    pub rate_limit_store: Option<String>,
+
     /// Where /metrics is served: on the API's listener [default], on a listener of its own
     /// (ADDR, e.g. 127.0.0.1:9100), or off.
     #[arg(long, env = "VISITORS_METRICS_BIND")]
@@ -219,6 +224,7 @@ mod tests {
                 Some("5"),
             ),
             ("db_max_lifetime", "VISITORS_DB_MAX_LIFETIME", Some("1800")),
+            ("rate_limit_store", "VISITORS_RATE_LIMIT_STORE", None),
         ];
         for (id, env, default) in expected {
             let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();

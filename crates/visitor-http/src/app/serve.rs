@@ -96,6 +96,10 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         trusted_proxies: TrustedProxies::parse(config.trusted_proxies.iter().map(String::as_str))
             .map_err(anyhow::Error::msg)?,
         public_url: public_url(config.public_url.as_deref())?,
+        rate_limit_store: config
+            .rate_limit_store
+            .clone()
+            .filter(|url| !url.trim().is_empty()),
         ..AppSettings::new(store, TokenRegistry::new(tokens))
     };
     settings.tokens.replace_stored(stored_tokens);

@@ -1,8 +1,6 @@
 //! The access middleware: every `/api/v2/...` request needs an administrator's bearer token,
 //! within the rate limits (§8.5), before any resource runs.
 
-use std::time::Instant;
-
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
@@ -10,6 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::HttpMessage;
 
+use crate::access::limits::Admission;
 use crate::context::AppContext;
 use crate::http::error::ApiError;
 use crate::http::forwarded::ClientAddress;
@@ -33,42 +32,44 @@ pub(crate) async fn require_administrator(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let limits = &context.limits;
-    let failures = limits.auth_failures.as_ref().zip(
-        req.extensions()
-            .get::<ClientAddress>()
-            .map(|client| client.0),
-    );
-    if let Some((failures, address)) = failures {
-        if let Some(wait) = failures.refused(address, Instant::now()) {
-            return Ok(req
-                .error_response(ApiError::TooManyRequests(wait))
-                .map_into_right_body());
-        }
-    }
+    let address = req
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|client| client.0);
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let identity = match context.tokens.identify(authorization) {
-        Ok(identity) => identity,
-        Err(refusal) => {
-            let over =
-                failures.and_then(|(failures, address)| failures.record(address, Instant::now()));
-            let refusal = over.map_or(refusal, ApiError::TooManyRequests);
-            return Ok(req.error_response(refusal).map_into_right_body());
+    // The token is looked up first (no side effect), so that one decision of the limits, one
+    // round trip when they are shared, covers the request; an address over its failure limit
+    // is still refused whatever its token.
+    let identity = context.tokens.identify(authorization);
+    let admission = limits
+        .admit(
+            address,
+            identity.as_ref().ok().map(|identity| &identity.digest),
+        )
+        .await;
+    let identity = match (identity, admission) {
+        (_, Admission::AddressRefused(wait)) => {
+            return Ok(req
+                .error_response(ApiError::TooManyRequests(wait))
+                .map_into_right_body());
         }
-    };
-    let per_token = limits.per_token.as_ref();
-    let allowance = match per_token.map(|limiter| (limiter, limiter.check(&identity.digest))) {
-        None => None,
-        Some((limiter, Ok(allowance))) => Some((limiter, allowance)),
-        Some((limiter, Err(refusal))) => {
+        (Err(refusal), _) => return Ok(req.error_response(refusal).map_into_right_body()),
+        (Ok(_), Admission::TokenRefused(refusal)) => {
             let mut response = req.error_response(ApiError::TooManyRequests(refusal.retry_after));
             if let Some(allowance) = refusal.allowance {
-                limiter.write_headers(&allowance, response.headers_mut());
+                limits.write_headers(&allowance, response.headers_mut());
             }
             return Ok(response.map_into_right_body());
         }
+        (Ok(identity), admission) => (identity, admission),
+    };
+    let (identity, admission) = identity;
+    let allowance = match admission {
+        Admission::Admitted(allowance) => allowance,
+        _ => None,
     };
     let mut response = match identity.caller() {
         Ok(caller) => {
@@ -77,8 +78,8 @@ pub(crate) async fn require_administrator(
         }
         Err(refusal) => req.error_response(refusal).map_into_right_body(),
     };
-    if let Some((limiter, allowance)) = allowance {
-        limiter.write_headers(&allowance, response.headers_mut());
+    if let Some(allowance) = allowance {
+        limits.write_headers(&allowance, response.headers_mut());
     }
     Ok(response)
 }

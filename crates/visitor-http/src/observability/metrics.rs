@@ -59,8 +59,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Metrics for a server over `store` (whose pool they report).
-    pub fn new(store: Arc<dyn Operations>) -> Self {
+    /// Metrics for a server over `store` (whose pool they report), with the counter of the
+    /// rate-limit store's failed decisions (§11).
+    pub fn new(store: Arc<dyn Operations>, rate_limit_store_errors: Counter) -> Self {
         let durations: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         let in_flight = Gauge::default();
@@ -80,6 +81,11 @@ impl Metrics {
             "visitors_store_errors",
             "Requests that failed in the store, by kind: unavailable (503) or internal (500)",
             store_errors.clone(),
+        );
+        registry.register(
+            "rate_limit_store_errors",
+            "Rate-limit decisions the shared store (--rate-limit-store) did not answer in time or failed; each was taken by the instance alone",
+            rate_limit_store_errors,
         );
         registry.register_collector(Box::new(PoolCollector { store }));
         registry.register_collector(Box::new(ProcessCollector));
@@ -291,7 +297,7 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        Metrics::new(Arc::new(MemoryStore::new()))
+        Metrics::new(Arc::new(MemoryStore::new()), Counter::default())
     }
 
     #[test]

@@ -1,0 +1,215 @@
+//! One rate-limit budget for many instances (contract §11): both limits of §8.5 counted in
+//! Redis, one round trip per decision — a GCRA in one Lua script, run with Redis's own clock
+//! (the algorithm of go-redis/redis_rate), through a `ConnectionManager` that reconnects by
+//! itself. When Redis does not answer within [`DECISION_TIMEOUT`], the instance decides alone
+//! (the caller's local limiter, at the configured rate), warns once, counts the failure, and
+//! asks Redis again after [`RETRY_AFTER_FAILURE`]; a request is never failed for it.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+/// How long a decision waits for Redis before the instance decides alone.
+pub const DECISION_TIMEOUT: Duration = Duration::from_millis(20);
+/// After a failure, how long decisions are taken alone before Redis is asked again.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// One decision for one request, in one round trip: the GCRA (as go-redis/redis_rate) on the
+/// client address's failed authentications and on the token, with Redis's clock.
+/// KEYS[1]: the address's counter, KEYS[2]: the token's. ARGV[1], ARGV[2]: the address limit's
+/// emission interval and tolerance (the interval × (burst − 1)), in µs, 0 when off; ARGV[3],
+/// ARGV[4]: the token limit's; ARGV[5]: 1 when the token was not accepted (a failure to count).
+/// Returns {verdict, remaining, retry after µs, reset after µs}, the verdict being 1: the
+/// address is over its limit; 2: the failure is counted; 3: the token is admitted; 4: the token
+/// is over its limit; 5: nothing to count.
+const ADMIT: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local function gcra(key, interval, tolerance, spend)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local ahead = tat - now
+  if ahead > tolerance then
+    return false, 0, ahead - tolerance, ahead
+  end
+  local new_tat = tat + interval
+  if spend then
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+  end
+  return true, math.floor((tolerance + interval - (new_tat - now)) / interval), 0, new_tat - now
+end
+local failed = ARGV[5] == '1'
+local address_interval = tonumber(ARGV[1])
+if address_interval > 0 then
+  local admitted, _, retry = gcra(KEYS[1], address_interval, tonumber(ARGV[2]), failed)
+  if not admitted then return {1, 0, retry, 0} end
+end
+if failed then return {2, 0, 0, 0} end
+local token_interval = tonumber(ARGV[3])
+if token_interval > 0 then
+  local admitted, remaining, retry, reset = gcra(KEYS[2], token_interval, tonumber(ARGV[4]), true)
+  if admitted then return {3, remaining, retry, reset} end
+  return {4, 0, retry, reset}
+end
+return {5, 0, 0, 0}
+";
+
+/// A limit as the script takes it: the emission interval and the tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    pub interval: Duration,
+    pub tolerance: Duration,
+}
+
+/// What the shared counters decided for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The address is over its failed-authentication limit: wait this long.
+    AddressRefused(Duration),
+    /// The token was not accepted, and the failure is counted.
+    FailureCounted,
+    /// The token is admitted: `remaining` more may come at once; whole again after `reset`.
+    Admitted { remaining: u32, reset: Duration },
+    /// The token is over its limit: wait `retry`.
+    TokenRefused { retry: Duration },
+    /// No limit applies.
+    Unlimited,
+}
+
+/// The counters in Redis that every instance sharing it uses.
+pub struct SharedCounter {
+    connection: ConnectionManager,
+    script: Script,
+    /// Failed decisions, for `/metrics` (`rate_limit_store_errors_total`).
+    errors: Counter,
+    /// Whether the last attempt failed (the warning is written once per outage).
+    failing: AtomicBool,
+    /// Until when (milliseconds since `started`) decisions are taken alone.
+    alone_until: AtomicU64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for SharedCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCounter")
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedCounter {
+    /// A counter on the Redis at `url` (`redis://HOST:PORT[/DB]`); connects on first use.
+    pub fn new(url: &str, errors: Counter) -> Result<Self, String> {
+        let client = redis::Client::open(url)
+            .map_err(|error| format!("--rate-limit-store {url:?} is not a Redis URL: {error}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(DECISION_TIMEOUT * 5))
+            .set_response_timeout(Some(DECISION_TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|error| format!("--rate-limit-store {url:?}: {error}"))?;
+        Ok(Self {
+            connection,
+            script: Script::new(ADMIT),
+            errors,
+            failing: AtomicBool::new(false),
+            alone_until: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Decides for one request from `address` (its counter's key and limit) with `token` (its
+    /// counter's key, `None` when the token was not accepted, and limit), or `None` when the
+    /// instance must decide alone: Redis failed or was too slow now, or less than
+    /// [`RETRY_AFTER_FAILURE`] ago.
+    pub async fn admit(
+        &self,
+        address: (&str, Option<Gcra>),
+        token: (Option<&str>, Option<Gcra>),
+    ) -> Option<Verdict> {
+        if self.now_ms() < self.alone_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        let off = Gcra {
+            interval: Duration::ZERO,
+            tolerance: Duration::ZERO,
+        };
+        let (address_key, address_limit) = address;
+        let (token_key, token_limit) = token;
+        let address_limit = address_limit.unwrap_or(off);
+        let token_limit = token_limit.unwrap_or(off);
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.key(address_key);
+        invocation
+            .key(token_key.unwrap_or(""))
+            .arg(micros(address_limit.interval))
+            .arg(micros(address_limit.tolerance))
+            .arg(micros(token_limit.interval))
+            .arg(micros(token_limit.tolerance))
+            .arg(u8::from(token_key.is_none()));
+        let answer = tokio::time::timeout(
+            DECISION_TIMEOUT,
+            invocation.invoke_async::<(u8, u64, u64, u64)>(&mut connection),
+        )
+        .await;
+        let (verdict, remaining, retry, reset) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                self.failed(&error.to_string());
+                return None;
+            }
+            Err(_) => {
+                self.failed("no answer within the decision timeout");
+                return None;
+            }
+        };
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("the rate-limit store answers again: the limits are shared again");
+        }
+        let retry = Duration::from_micros(retry);
+        Some(match verdict {
+            1 => Verdict::AddressRefused(retry),
+            2 => Verdict::FailureCounted,
+            3 => Verdict::Admitted {
+                remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+                reset: Duration::from_micros(reset),
+            },
+            4 => Verdict::TokenRefused { retry },
+            _ => Verdict::Unlimited,
+        })
+    }
+
+    fn failed(&self, cause: &str) {
+        self.errors.inc();
+        let until = self.now_ms() + u64::try_from(RETRY_AFTER_FAILURE.as_millis()).unwrap_or(0);
+        self.alone_until.store(until, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                cause,
+                "the rate-limit store does not answer: this instance counts alone until it does"
+            );
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The key of a token's counter (by its digest, never the token).
+pub fn token_key(digest_hex: &str) -> String {
+    format!("visitors:ratelimit:token:{digest_hex}")
+}
+
+/// The key of a client address's counter of failed authentications.
+pub fn address_key(address: IpAddr) -> String {
+    format!("visitors:ratelimit:auth:{address}")
+}
