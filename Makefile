@@ -85,7 +85,7 @@ e2e-soak: e2e-python build-bin check-postgres ## 60 s of mixed traffic on Postgr
 e2e-prometheus: e2e-python debian-prometheus build-bin check-postgres ## /metrics scraped by a real Prometheus
 	cd $(E2E) && .venv/bin/python prometheus_scrape.py
 
-e2e-cluster: e2e-python debian-haproxy build-bin check-postgres ## 3 instances behind haproxy, rolling restarts under traffic
+e2e-cluster: e2e-python debian-haproxy debian-redis build-bin check-postgres ## 3 instances behind haproxy, rolling restarts under traffic
 	cd $(E2E) && .venv/bin/python cluster.py
 
 e2e-pgbouncer: e2e-python debian-pgbouncer build-bin check-postgres ## the service through PgBouncer: session mode works, transaction mode (1.18) does not
@@ -127,7 +127,7 @@ e2e-chromium:
 	  echo "installing Debian's chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-bench: check-postgres ## the benchmark against its ceilings (release build; installs wrk if missing)
+bench: check-postgres debian-redis ## the benchmark against its ceilings (release build; installs wrk if missing)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(CARGO) build --release -p visitor-http -p visitor-bench
 	python3 bench/bench.py

@@ -10,7 +10,8 @@ are not pinned. Every workload has a warm-up that is thrown away, then a measure
 
 Usage: python3 bench/bench.py  (make bench builds the release binaries first)
 Environment: BENCH_SECONDS (8), BENCH_WARMUP (2), BENCH_SCALE (10000000), BENCH_DEPTH (1000000),
-BENCH_OUT (target/bench).
+BENCH_OUT (target/bench), BENCH_ONLY (`limits`: only the shared-limit and statement-bound
+comparisons).
 """
 
 import http.client
@@ -19,6 +20,7 @@ import os
 import platform
 import re
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +53,8 @@ BARE_ENV = dict(SERVICE_ENV, VISITORS_RATE_LIMIT="off", VISITORS_AUTH_FAILURE_LI
 OPERATIONS_ROUNDS = 3
 # Pairs of runs (reference, service) whose median gives the headline Show ratios.
 HEADLINE_ROUNDS = 3
+# Alternating rounds of each side of the issue-17 comparisons, medians compared.
+LIMITS_ROUNDS = int(os.environ.get("BENCH_LIMITS_ROUNDS", "3"))
 
 
 def log(*parts):
@@ -237,8 +241,93 @@ def v2_pairs(base):
     return {name: median_run(found) for name, found in runs.items()}
 
 
+class RedisServer:
+    """A redis-server of the benchmark's own on a free loopback port."""
+
+    def __enter__(self):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,
+                             text=True).stdout.strip() != "PONG":
+            if time.monotonic() > deadline:
+                sys.exit("redis-server did not start")
+            time.sleep(0.05)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
+def alternate(service, sides, seed, ids=SEEDED):
+    """Show at the headline concurrency on each side (label -> environment), rounds
+    alternating, each round a fresh server; the runs of each side."""
+    runs = {label: [] for label in sides}
+    for _ in range(LIMITS_ROUNDS):
+        for label, env in sides.items():
+            with Server(service, env, name=f"limits-{label}") as server:
+                if seed:
+                    seed_over_http(server.base, ids)
+                runs[label].append(measure(server.base, "show", HEADLINE, ids=ids))
+    return runs
+
+
+def limits_comparison(service):
+    """Issue 17: the limits counted in Redis against the local limiter (memory and
+    Postgres), and Postgres with the statement timeout against none."""
+    notes = {}
+    with RedisServer() as redis:
+        shared = dict(SERVICE_ENV, VISITORS_RATE_LIMIT_STORE=redis.url)
+        notes["memory"] = alternate(service, {"local": SERVICE_ENV, "redis": shared}, True, 1000)
+        name, url = pg_database(SEEDED, service)
+        try:
+            pg = dict(SERVICE_ENV, DATABASE_URL=url)
+            notes["postgres"] = alternate(
+                service, {"local": pg, "redis": dict(shared, DATABASE_URL=url)}, False)
+            notes["statement"] = alternate(
+                service, {"unbounded": dict(pg, VISITORS_DB_STATEMENT_TIMEOUT="0"),
+                          "bounded": pg}, False)
+        finally:
+            drop(name)
+    log("shared limits and statement bound priced")
+    return notes
+
+
+def limits_lines(notes):
+    med = lambda runs: statistics.median(r["rps"] for r in runs)
+    rows = [
+        ("in-memory Show, limits in Redis / the local limiter", "memory", "redis", "local", 0.8),
+        ("Postgres Show, limits in Redis / the local limiter", "postgres", "redis", "local", 0.9),
+        ("Postgres Show, statement timeout 5 s and lifetime 1800 s / no statement timeout",
+         "statement", "bounded", "unbounded", 0.97),
+    ]
+    lines = [f"Issue 17, Show at {HEADLINE} connections, median of {LIMITS_ROUNDS} alternating "
+             "rounds (every round's requests/s in brackets):", "",
+             "| measure | service | reference | ratio | goal | met |",
+             "| --- | ---: | ---: | ---: | --- | --- |"]
+    for title, key, side, reference, goal in rows:
+        a, b = notes[key][side], notes[key][reference]
+        ratio = med(a) / med(b)
+        each = lambda runs: ", ".join(f"{r['rps']:.0f}" for r in runs)
+        lines.append(f"| {title} | {med(a):.0f} ({each(a)}) | {med(b):.0f} ({each(b)}) | "
+                     f"{ratio:.3f} | ≥ {goal} | {'yes' if ratio >= goal else '**no**'} |")
+    return lines
+
+
 def main():
     service = RELEASE / "visitor-http"
+    if os.environ.get("BENCH_ONLY") == "limits":
+        text = "\n".join(limits_lines(limits_comparison(service)))
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "limits.md").write_text(text + "\n")
+        print(text)
+        return
     ceiling = RELEASE / "framework-ceiling"
     footprint = RELEASE / "memory-footprint"
     for binary in (service, ceiling, footprint, RELEASE / "bench-cursor"):
@@ -322,6 +411,8 @@ def main():
     finally:
         drop(name)
     log("scale measured")
+
+    notes["limits"] = limits_comparison(service)
 
     result = subprocess.run([str(footprint), str(FOOTPRINT)], capture_output=True, text=True,
                             check=True)
@@ -445,6 +536,7 @@ def report(results, framework, scale, show_10k, notes):
         f"both off {off:.0f} requests/s: ratio {on / off:.3f}, "
         f"{(1 / on - 1 / off) * 1e6:.2f} µs more per request."
     )
+    lines += ["", *limits_lines(notes["limits"])]
     lines += ["", *goals(results, scale, show_10k, notes, on / off)]
     text = "\n".join(lines)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ health checks on /readyz) on one PostgreSQL database, through a rolling restart:
 2. at the end, every visitor created is read back through HAProxy with its last write;
 3. racing creates of one external_id, sent to the three instances at once: exactly one 201;
 4. one idempotent create retried through each instance in turn, and three at once with another
-   key: one visitor each.
+   key: one visitor each;
+5-7. the instances restarted with one Redis as their rate-limit store: one token at ten times
+   its limit, a client locked out alone, a Redis outage (see cluster_limits.py).
 """
 
 import csv
@@ -24,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import cluster_limits
 from harness import ROOT, Client, Service, check, free_port, log, temp_database
 
 CONFIG = ROOT / "docs" / "haproxy.cfg"
@@ -277,6 +280,25 @@ def main():
                 f"({sorted(statuses)}) then retried: one visitor")
             for instance in instances:
                 check(instance.stop() == 0, f"{instance.name} did not exit 0")
+
+            # 5-7. The same instances again, counting their limits in one Redis.
+            redis = cluster_limits.Redis()
+            try:
+                limited = dict(env, VISITORS_RATE_LIMIT=f"{cluster_limits.RATE}/s",
+                               VISITORS_RATE_LIMIT_STORE=redis.url)
+                instances = [Service(database_url=url, extra_env=limited, name=f"visitors{n + 1}")
+                             for n in range(3)]
+                for instance, port in zip(instances, ports):
+                    instance.start(port)
+                for n in range(3):
+                    balancer.wait_until(f"visitors{n + 1}", "UP")
+                cluster_limits.flood(balancer.port, ports)
+                cluster_limits.lockout(balancer.port)
+                cluster_limits.outage(balancer.port, ports, redis)
+                for instance in instances:
+                    check(instance.stop() == 0, f"{instance.name} did not exit 0")
+            finally:
+                redis.stop()
         log(f"cluster: passed ({requests} requests in {elapsed:.1f}s, 3 rolling restarts, "
             "0 failed)")
     finally:
