@@ -208,3 +208,33 @@ async fn without_redis_an_instance_counts_alone_then_shares_again() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_high_limit_is_taken_in_slices_and_still_counted_once() {
+    let redis = Redis::start();
+    // 200 a minute: each call to Redis takes 4 requests for the asking address.
+    let a = instance(&redis, "200/min", "off").await;
+    let b = instance(&redis, "200/min", "off").await;
+    let mut admitted = 0;
+    let mut last_remaining = u32::MAX;
+    for n in 0..250 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        let answer = list_as(app, ADMIN_TOKEN).await;
+        match answer.status {
+            StatusCode::OK => {
+                admitted += 1;
+                if n < 8 {
+                    let remaining = answer.header("x-rate-limit-remaining").unwrap();
+                    last_remaining = last_remaining.min(remaining.parse().unwrap());
+                }
+            }
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("request {n}: {other}"),
+        }
+    }
+    // Never more than the limit; less only by slices taken and not served (one per instance).
+    assert!((192..=200).contains(&admitted), "admitted {admitted}");
+    assert!(last_remaining >= 190, "{last_remaining}");
+    a.stop().await;
+    b.stop().await;
+}

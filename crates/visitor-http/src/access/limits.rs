@@ -381,6 +381,31 @@ pub struct Limits {
     pub per_token: Option<TokenLimiter>,
     pub auth_failures: Option<FailureLimiter>,
     pub shared: Option<SharedCounter>,
+    /// Requests of a token already spent in the shared store for one client address, served
+    /// here without asking it again (see [`SLICE_LIFETIME`]).
+    slices: Mutex<HashMap<(TokenDigest, IpAddr), Slice>>,
+}
+
+/// How long a slice of a token's allowance may be served from. The shared store grants one
+/// only to an address with no failed authentication in its window, and a slice is at most a
+/// fiftieth of the limit (see [`slice_size`]), so what an instance serves on its own stays
+/// within a small share of the limit and a short time.
+pub const SLICE_LIFETIME: Duration = Duration::from_millis(100);
+
+/// Requests of a token's allowance, spent in the shared store, left to serve here.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    left: u32,
+    /// What the shared store said remained after it granted the slice.
+    remaining: u32,
+    reset: Duration,
+    granted: Instant,
+}
+
+/// How many requests of a token to take from the shared store at once: a fiftieth of the
+/// limit (one for limits under 100 a window), at most 1,000.
+fn slice_size(rate: Rate) -> u32 {
+    (rate.count.get() / 50).clamp(1, 1000)
 }
 
 /// What the limits make of one request.
@@ -403,7 +428,30 @@ impl Limits {
             per_token: TokenLimiter::new(per_token),
             auth_failures: FailureLimiter::new(auth_failures),
             shared: None,
+            slices: Mutex::default(),
         }
+    }
+
+    fn slices(&self) -> std::sync::MutexGuard<'_, HashMap<(TokenDigest, IpAddr), Slice>> {
+        // Plain values, valid whatever a panicking holder left.
+        self.slices.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One request from a slice of `token`'s allowance for `address`, if one is left.
+    fn serve_from_slice(&self, token: &TokenDigest, address: IpAddr) -> Option<Allowance> {
+        let rate = self.per_token.as_ref()?.rate;
+        let mut slices = self.slices();
+        let slice = slices.get_mut(&(*token, address))?;
+        let age = slice.granted.elapsed();
+        if slice.left == 0 || age >= SLICE_LIFETIME {
+            return None;
+        }
+        slice.left -= 1;
+        Some(Allowance {
+            remaining: slice.remaining + slice.left,
+            reset: whole_seconds(slice.reset.saturating_sub(age)),
+            ..Allowance::of(rate, 0)
+        })
     }
 
     /// The same limits, counted in `shared` while it answers.
@@ -419,6 +467,11 @@ impl Limits {
     pub async fn admit(&self, address: Option<IpAddr>, token: Option<&TokenDigest>) -> Admission {
         if let Some(shared) = &self.shared {
             let address = address.map(counted_as);
+            if let Some((token, address)) = token.zip(address) {
+                if let Some(allowance) = self.serve_from_slice(token, address) {
+                    return Admission::Admitted(Some(allowance));
+                }
+            }
             let address_key = address.map(address_key).unwrap_or_default();
             let token_key = token.map(|digest| token_key(&hex::encode(digest)));
             let failures = self
@@ -427,10 +480,41 @@ impl Limits {
                 .filter(|_| address.is_some())
                 .map(FailureLimiter::gcra);
             let per_token = self.per_token.as_ref().map(TokenLimiter::gcra);
+            // A slice only for a known address: it is served to that address alone.
+            let slice = match (&self.per_token, address) {
+                (Some(limiter), Some(_)) => slice_size(limiter.rate),
+                _ => 1,
+            };
             let verdict = shared
-                .admit((&address_key, failures), (token_key.as_deref(), per_token))
+                .admit(
+                    (&address_key, failures),
+                    (token_key.as_deref(), per_token),
+                    slice,
+                )
                 .await;
             if let Some(verdict) = verdict {
+                if let (
+                    Verdict::Admitted {
+                        remaining,
+                        reset,
+                        taken,
+                    },
+                    Some(token),
+                    Some(address),
+                ) = (verdict, token, address)
+                {
+                    if taken > 1 {
+                        self.slices().insert(
+                            (*token, address),
+                            Slice {
+                                left: taken - 1,
+                                remaining,
+                                reset,
+                                granted: Instant::now(),
+                            },
+                        );
+                    }
+                }
                 return self.admission_of(verdict);
             }
         }
@@ -467,9 +551,17 @@ impl Limits {
                 Admission::AddressRefused(whole_seconds(wait).max(1))
             }
             (Verdict::FailureCounted, _) => Admission::FailureCounted,
-            (Verdict::Admitted { remaining, reset }, Some(rate)) => {
-                Admission::Admitted(Some(Allowance {
+            (
+                Verdict::Admitted {
                     remaining,
+                    reset,
+                    taken,
+                },
+                Some(rate),
+            ) => {
+                Admission::Admitted(Some(Allowance {
+                    // The slice taken with this request is still this token's to spend.
+                    remaining: remaining + (taken - 1),
                     reset: whole_seconds(reset),
                     ..Allowance::of(rate, remaining)
                 }))
@@ -497,6 +589,8 @@ impl Limits {
         if let Some(limiter) = &self.auth_failures {
             limiter.forget_settled(Instant::now());
         }
+        self.slices()
+            .retain(|_, slice| slice.granted.elapsed() < SLICE_LIFETIME);
     }
 }
 

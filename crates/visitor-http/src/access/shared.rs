@@ -24,40 +24,48 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(250);
 /// client address's failed authentications and on the token, with Redis's clock.
 /// KEYS[1]: the address's counter, KEYS[2]: the token's. ARGV[1], ARGV[2]: the address limit's
 /// emission interval and tolerance (the interval × (burst − 1)), in µs, 0 when off; ARGV[3],
-/// ARGV[4]: the token limit's; ARGV[5]: 1 when the token was not accepted (a failure to count).
-/// Returns {verdict, remaining, retry after µs, reset after µs}, the verdict being 1: the
-/// address is over its limit; 2: the failure is counted; 3: the token is admitted; 4: the token
-/// is over its limit; 5: nothing to count.
+/// ARGV[4]: the token limit's; ARGV[5]: 1 when the token was not accepted (a failure to count);
+/// ARGV[6]: how many of the token's requests to take at once (a slice; 1 when the address has
+/// failures to its name in the window). Returns {verdict, remaining, retry after µs, reset
+/// after µs, taken}, the verdict being 1: the address is over its limit; 2: the failure is
+/// counted; 3: the token is admitted (`taken` requests spent, ≥ 1); 4: the token is over its
+/// limit; 5: nothing to count.
 const ADMIT: &str = r"
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local function gcra(key, interval, tolerance, spend)
-  local tat = tonumber(redis.call('GET', key)) or now
+-- Spends up to `want` requests of the counter at `key`, as many as are admitted now.
+local function gcra(key, interval, tolerance, want)
+  local stored = tonumber(redis.call('GET', key))
+  local tat = stored or now
   if tat < now then tat = now end
   local ahead = tat - now
   if ahead > tolerance then
-    return false, 0, ahead - tolerance, ahead
+    return false, 0, ahead - tolerance, ahead, 0, stored ~= nil
   end
-  local new_tat = tat + interval
-  if spend then
+  local available = math.floor((tolerance - ahead) / interval) + 1
+  local taken = math.min(want, available)
+  local new_tat = tat + interval * taken
+  if taken > 0 then
     redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
   end
-  return true, math.floor((tolerance + interval - (new_tat - now)) / interval), 0, new_tat - now
+  return true, available - math.max(taken, 1), 0, new_tat - now, taken, stored ~= nil and stored > now
 end
 local failed = ARGV[5] == '1'
+local want = tonumber(ARGV[6])
 local address_interval = tonumber(ARGV[1])
 if address_interval > 0 then
-  local admitted, _, retry = gcra(KEYS[1], address_interval, tonumber(ARGV[2]), failed)
-  if not admitted then return {1, 0, retry, 0} end
+  local admitted, _, retry, _, _, failures = gcra(KEYS[1], address_interval, tonumber(ARGV[2]), failed and 1 or 0)
+  if not admitted then return {1, 0, retry, 0, 0} end
+  if failures then want = 1 end
 end
-if failed then return {2, 0, 0, 0} end
+if failed then return {2, 0, 0, 0, 0} end
 local token_interval = tonumber(ARGV[3])
 if token_interval > 0 then
-  local admitted, remaining, retry, reset = gcra(KEYS[2], token_interval, tonumber(ARGV[4]), true)
-  if admitted then return {3, remaining, retry, reset} end
-  return {4, 0, retry, reset}
+  local admitted, remaining, retry, reset, taken = gcra(KEYS[2], token_interval, tonumber(ARGV[4]), want)
+  if admitted then return {3, remaining, retry, reset, taken} end
+  return {4, 0, retry, reset, 0}
 end
-return {5, 0, 0, 0}
+return {5, 0, 0, 0, 0}
 ";
 
 /// A limit as the script takes it: the emission interval and the tolerance.
@@ -74,8 +82,13 @@ pub enum Verdict {
     AddressRefused(Duration),
     /// The token was not accepted, and the failure is counted.
     FailureCounted,
-    /// The token is admitted: `remaining` more may come at once; whole again after `reset`.
-    Admitted { remaining: u32, reset: Duration },
+    /// The token is admitted: `taken` requests spent (this one and a slice for later ones
+    /// from the same address), `remaining` more may come at once; whole again after `reset`.
+    Admitted {
+        remaining: u32,
+        reset: Duration,
+        taken: u32,
+    },
     /// The token is over its limit: wait `retry`.
     TokenRefused { retry: Duration },
     /// No limit applies.
@@ -136,6 +149,7 @@ impl SharedCounter {
         &self,
         address: (&str, Option<Gcra>),
         token: (Option<&str>, Option<Gcra>),
+        slice: u32,
     ) -> Option<Verdict> {
         if self.now_ms() < self.alone_until.load(Ordering::Relaxed) {
             return None;
@@ -156,13 +170,14 @@ impl SharedCounter {
             .arg(micros(address_limit.tolerance))
             .arg(micros(token_limit.interval))
             .arg(micros(token_limit.tolerance))
-            .arg(u8::from(token_key.is_none()));
+            .arg(u8::from(token_key.is_none()))
+            .arg(slice.max(1));
         let answer = tokio::time::timeout(
             DECISION_TIMEOUT,
-            invocation.invoke_async::<(u8, u64, u64, u64)>(&mut connection),
+            invocation.invoke_async::<(u8, u64, u64, u64, u64)>(&mut connection),
         )
         .await;
-        let (verdict, remaining, retry, reset) = match answer {
+        let (verdict, remaining, retry, reset, taken) = match answer {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => {
                 self.failed(&error.to_string());
@@ -183,6 +198,7 @@ impl SharedCounter {
             3 => Verdict::Admitted {
                 remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
                 reset: Duration::from_micros(reset),
+                taken: u32::try_from(taken).unwrap_or(1).max(1),
             },
             4 => Verdict::TokenRefused { retry },
             _ => Verdict::Unlimited,
