@@ -137,6 +137,20 @@ impl SharedCounter {
         })
     }
 
+    /// Connects and loads the script before the first decision, so that no request waits for
+    /// the connection to be made (a first decision that did would likely miss its 20 ms and be
+    /// taken alone). A failure here is only logged: decisions connect again by themselves.
+    pub async fn warm_up(&self) {
+        let mut connection = self.connection.clone();
+        match self.script.load_async(&mut connection).await {
+            Ok(_) => tracing::info!("rate limits: counted in the shared store"),
+            Err(error) => tracing::warn!(
+                %error,
+                "the rate-limit store cannot be reached yet: this instance counts alone until it can"
+            ),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

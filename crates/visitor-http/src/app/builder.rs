@@ -221,6 +221,12 @@ impl Application {
         let (context, metrics_here, metrics_listener) = context(settings)?;
         let mut background = Background::default();
         background.spawn(maintain(context.clone().into_inner()));
+        let warming = context.clone();
+        background.spawn(async move {
+            if let Some(shared) = &warming.limits.shared {
+                shared.warm_up().await;
+            }
+        });
         if let Some(source) = token_store {
             background.spawn(refresh_tokens(context.tokens.clone(), source));
         }
