@@ -86,6 +86,10 @@ async fn instance(redis: &Redis, rate_limit: &str, auth_failure_limit: &str) -> 
         rate_limit: rate_limit.parse().unwrap(),
         auth_failure_limit: auth_failure_limit.parse().unwrap(),
         rate_limit_store: Some(redis.url()),
+        // These tests are about what the instances count together, not about a slow Redis:
+        // on a loaded machine (the whole suite runs at once) an answer may take more than the
+        // 20 ms a deployment waits, and would then be decided alone.
+        rate_limit_store_timeout: Duration::from_secs(2),
         ..AppSettings::new(Arc::new(MemoryStore::new()), tokens())
     };
     spawn_state(settings, None, Duration::ZERO).await
@@ -217,6 +221,7 @@ async fn a_high_limit_is_taken_in_slices_and_still_counted_once() {
     let b = instance(&redis, "200/min", "off").await;
     let mut admitted = 0;
     let mut last_remaining = u32::MAX;
+    let started = Instant::now();
     for n in 0..250 {
         let app = if n % 2 == 0 { &a } else { &b };
         let answer = list_as(app, ADMIN_TOKEN).await;
@@ -232,8 +237,13 @@ async fn a_high_limit_is_taken_in_slices_and_still_counted_once() {
             other => panic!("request {n}: {other}"),
         }
     }
-    // Never more than the limit; less only by slices taken and not served (one per instance).
-    assert!((192..=200).contains(&admitted), "admitted {admitted}");
+    // The burst, and what refills meanwhile (200 a minute); less only by slices taken and not
+    // served (one of 4 per instance).
+    let allowed = 200 + (started.elapsed().as_secs_f64() * 200.0 / 60.0).ceil() as usize;
+    assert!(
+        (allowed - 8..=allowed).contains(&admitted),
+        "admitted {admitted} of {allowed}"
+    );
     assert!(last_remaining >= 190, "{last_remaining}");
     a.stop().await;
     b.stop().await;

@@ -2,23 +2,30 @@
 //! Redis, one round trip per decision — a GCRA in one Lua script, run with Redis's own clock
 //! (the algorithm of go-redis/redis_rate), through a `ConnectionManager` that reconnects by
 //! itself. When Redis does not answer within [`DECISION_TIMEOUT`], the instance decides alone
-//! (the caller's local limiter, at the configured rate), warns once, counts the failure, and
-//! asks Redis again after [`RETRY_AFTER_FAILURE`]; a request is never failed for it.
+//! (the caller's local limiter, at the configured rate), warns once and counts the failure; a
+//! slow answer costs only its own decision, a Redis that refuses or stays slow is asked again
+//! after [`RETRY_AFTER_FAILURE`]. A request is never failed for it.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-/// How long a decision waits for Redis before the instance decides alone.
+/// How long a decision waits for Redis before the instance decides alone (the default of
+/// `AppSettings::rate_limit_store_timeout`).
 pub const DECISION_TIMEOUT: Duration = Duration::from_millis(20);
-/// After a failure, how long decisions are taken alone before Redis is asked again: long
-/// enough that a Redis that is down costs one slow decision in many, short enough that a
-/// Redis that was only slow once lets few requests be counted alone.
+/// After Redis failed (refused, reset, or [`SLOW_IN_A_ROW`] answers too slow in a row), how
+/// long decisions are taken alone before Redis is asked again, so a Redis that is down costs
+/// one slow decision in many.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(250);
+
+/// Answers too slow in a row that count as Redis failing. One slow answer costs only its own
+/// decision, taken alone: an instance alone has its whole burst to give, so a quarter of a
+/// second alone for every slow answer would admit far more than the shared count.
+pub const SLOW_IN_A_ROW: u32 = 3;
 
 /// One decision for one request, in one round trip: the GCRA (as go-redis/redis_rate) on the
 /// client address's failed authentications and on the token, with Redis's clock.
@@ -103,6 +110,10 @@ pub struct SharedCounter {
     errors: Counter,
     /// Whether the last attempt failed (the warning is written once per outage).
     failing: AtomicBool,
+    /// Answers too slow since the last one in time.
+    slow: AtomicU32,
+    /// How long a decision waits for Redis.
+    timeout: Duration,
     /// Until when (milliseconds since `started`) decisions are taken alone.
     alone_until: AtomicU64,
     started: Instant,
@@ -117,13 +128,14 @@ impl std::fmt::Debug for SharedCounter {
 }
 
 impl SharedCounter {
-    /// A counter on the Redis at `url` (`redis://HOST:PORT[/DB]`); connects on first use.
-    pub fn new(url: &str, errors: Counter) -> Result<Self, String> {
+    /// A counter on the Redis at `url` (`redis://HOST:PORT[/DB]`) whose decisions wait at most
+    /// `timeout`; connects on first use.
+    pub fn new(url: &str, timeout: Duration, errors: Counter) -> Result<Self, String> {
         let client = redis::Client::open(url)
             .map_err(|error| format!("--rate-limit-store {url:?} is not a Redis URL: {error}"))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DECISION_TIMEOUT * 5))
-            .set_response_timeout(Some(DECISION_TIMEOUT))
+            .set_connection_timeout(Some(timeout * 5))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|error| format!("--rate-limit-store {url:?}: {error}"))?;
@@ -131,7 +143,9 @@ impl SharedCounter {
             connection,
             script: Script::new(ADMIT),
             errors,
+            timeout,
             failing: AtomicBool::new(false),
+            slow: AtomicU32::new(0),
             alone_until: AtomicU64::new(0),
             started: Instant::now(),
         })
@@ -187,21 +201,26 @@ impl SharedCounter {
             .arg(u8::from(token_key.is_none()))
             .arg(slice.max(1));
         let answer = tokio::time::timeout(
-            DECISION_TIMEOUT,
+            self.timeout,
             invocation.invoke_async::<(u8, u64, u64, u64, u64)>(&mut connection),
         )
         .await;
         let (verdict, remaining, retry, reset, taken) = match answer {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => {
-                self.failed(&error.to_string());
+                self.failed(&error.to_string(), true);
                 return None;
             }
             Err(_) => {
-                self.failed("no answer within the decision timeout");
+                let in_a_row = self.slow.fetch_add(1, Ordering::Relaxed) + 1;
+                self.failed(
+                    "no answer within the decision timeout",
+                    in_a_row >= SLOW_IN_A_ROW,
+                );
                 return None;
             }
         };
+        self.slow.store(0, Ordering::Relaxed);
         if self.failing.swap(false, Ordering::Relaxed) {
             tracing::info!("the rate-limit store answers again: the limits are shared again");
         }
@@ -219,10 +238,15 @@ impl SharedCounter {
         })
     }
 
-    fn failed(&self, cause: &str) {
+    /// Counts a decision Redis did not give; `back_off`: decide alone for
+    /// [`RETRY_AFTER_FAILURE`] before asking again.
+    fn failed(&self, cause: &str, back_off: bool) {
         self.errors.inc();
-        let until = self.now_ms() + u64::try_from(RETRY_AFTER_FAILURE.as_millis()).unwrap_or(0);
-        self.alone_until.store(until, Ordering::Relaxed);
+        if back_off {
+            let wait = u64::try_from(RETRY_AFTER_FAILURE.as_millis()).unwrap_or(0);
+            self.alone_until
+                .store(self.now_ms() + wait, Ordering::Relaxed);
+        }
         if !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 cause,

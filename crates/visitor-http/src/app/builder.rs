@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use visitor_store::{IdempotencyPolicy, SharedStorage, TokenStore};
 
 use crate::access::limits::{Limits, RateSetting};
-use crate::access::shared::SharedCounter;
+use crate::access::shared::{SharedCounter, DECISION_TIMEOUT};
 use crate::access::tokens::TokenRegistry;
 use crate::api;
 use crate::app::background::{maintain, refresh_tokens, Background};
@@ -64,6 +64,8 @@ pub struct AppSettings {
     /// The Redis both rate limits are counted in, for every instance sharing it (§11);
     /// `None`: each instance counts alone.
     pub rate_limit_store: Option<String>,
+    /// How long a decision waits for that store before the instance decides alone (20 ms).
+    pub rate_limit_store_timeout: Duration,
 }
 
 impl AppSettings {
@@ -81,6 +83,7 @@ impl AppSettings {
             trusted_proxies: TrustedProxies::default(),
             public_url: None,
             rate_limit_store: None,
+            rate_limit_store_timeout: DECISION_TIMEOUT,
         }
     }
 }
@@ -125,7 +128,8 @@ fn context(
     };
     let mut limits = Limits::new(settings.rate_limit, settings.auth_failure_limit);
     if let Some(url) = &settings.rate_limit_store {
-        let shared = SharedCounter::new(url, store_errors).map_err(std::io::Error::other)?;
+        let shared = SharedCounter::new(url, settings.rate_limit_store_timeout, store_errors)
+            .map_err(std::io::Error::other)?;
         limits = limits.shared_through(shared);
     }
     let context = AppContext {
