@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod bringing_in;
 mod concurrency;
 mod conditional;
 mod delete;

@@ -239,6 +239,60 @@ impl VisitorPatch {
     }
 }
 
+/// The command that creates a visitor or changes the one with its `external_id` (the body of
+/// Zendesk's `create_or_update`): the same body read both ways.
+///
+/// As a create it keeps every rule of [`NewVisitor`] (`id` is refused); as a change it is the
+/// [`VisitorPatch`] of the keys sent, so `notes` must equal the stored value and a key left out
+/// keeps its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitorUpsert {
+    /// The key the visitor is found by: matched exactly.
+    pub external_id: ExternalId,
+    /// The visitor to create when none has `external_id`.
+    pub new: NewVisitor,
+    /// The change to apply when one has it.
+    pub patch: VisitorPatch,
+}
+
+impl VisitorUpsert {
+    /// Parses a create-or-update body: a create body ([`NewVisitor::from_json`]) whose
+    /// `external_id` is required. The error holds every offending key.
+    pub fn from_json(body: &Map<String, Value>) -> Result<Self, ValidationErrors> {
+        let new = NewVisitor::from_json(body);
+        let mut errors = match &new {
+            Ok(_) => ValidationErrors::new(),
+            Err(errors) => errors.clone(),
+        };
+        let external_id = new.as_ref().ok().and_then(|new| new.external_id.clone());
+        let missing = match body.get(ExternalId::KEY) {
+            None | Some(Value::Null) => true,
+            Some(_) => false,
+        };
+        if missing {
+            errors.add(
+                ExternalId::KEY,
+                FieldError::new(
+                    ErrorCode::Required,
+                    "external_id is required: it says which visitor to create or update",
+                ),
+            );
+        }
+        match (new, external_id) {
+            (Ok(new), Some(external_id)) if errors.is_empty() => {
+                // Every key passed the create's rules, so the patch's own parse cannot fail.
+                let (patch, _) = VisitorPatch::from_json_partial(body);
+                Ok(Self {
+                    external_id,
+                    new,
+                    patch,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
 const BANNED_KEY: &str = "banned";
 
 fn unknown_key(key: &str) -> FieldError {
@@ -634,5 +688,42 @@ mod tests {
         assert_eq!(errors.get("id").unwrap()[0].code, ErrorCode::ReadOnly);
         let echoed = VisitorPatch::from_json(&object(json!({"id": 3}))).unwrap();
         assert_eq!(echoed.apply_to(&visitor), Ok(visitor));
+    }
+
+    fn upsert(value: Value) -> Result<VisitorUpsert, ValidationErrors> {
+        VisitorUpsert::from_json(&object(value))
+    }
+
+    #[test]
+    fn an_upsert_needs_its_external_id() {
+        for body in [json!({}), json!({"external_id": null, "name": "A"})] {
+            let errors = upsert(body.clone()).unwrap_err();
+            assert_eq!(
+                codes(&errors, "external_id"),
+                [ErrorCode::Required],
+                "{body}"
+            );
+        }
+        let errors = upsert(json!({"id": 1, "email": "nope"})).unwrap_err();
+        assert_eq!(codes(&errors, "id"), [ErrorCode::ReadOnly]);
+        assert_eq!(codes(&errors, "email"), [ErrorCode::InvalidFormat]);
+        assert_eq!(codes(&errors, "external_id"), [ErrorCode::Required]);
+        let errors = upsert(json!({"external_id": 7})).unwrap_err();
+        assert_eq!(codes(&errors, "external_id"), [ErrorCode::InvalidType]);
+    }
+
+    #[test]
+    fn an_upsert_reads_its_body_as_a_create_and_as_a_patch() {
+        let parsed = upsert(json!({"external_id": "crm-1", "name": "A", "phone": null})).unwrap();
+        assert_eq!(parsed.external_id.as_str(), "crm-1");
+        assert_eq!(parsed.new.name.as_ref().map(Name::as_str), Some("A"));
+        assert!(!parsed.new.banned);
+        assert_eq!(parsed.patch.phone, Field::Null);
+        assert!(parsed.patch.email.is_absent());
+        assert_eq!(parsed.patch.banned, None);
+        assert_eq!(
+            parsed.patch.external_id,
+            Field::Value(parsed.external_id.clone())
+        );
     }
 }

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     Duplicate,
     /// A number outside its allowed range (e.g. a page size).
     OutOfRange,
+    /// A key that must be given is missing or `null` (e.g. `external_id` of create-or-update).
+    Required,
 }
 
 impl ErrorCode {
@@ -42,6 +44,7 @@ impl ErrorCode {
             Self::UnknownField => "UnknownField",
             Self::Duplicate => "Duplicate",
             Self::OutOfRange => "OutOfRange",
+            Self::Required => "Required",
         }
     }
 }

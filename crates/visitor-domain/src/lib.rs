@@ -9,7 +9,7 @@ mod filter;
 mod fingerprint;
 mod visitor;
 
-pub use command::{Field, NewVisitor, VisitorPatch};
+pub use command::{Field, NewVisitor, VisitorPatch, VisitorUpsert};
 pub use error::{ErrorCode, FieldError, ValidationErrors};
 pub use fields::{
     Created, Email, ExternalId, Name, Notes, Phone, VisitorId, EMAIL_MAX_CHARS,

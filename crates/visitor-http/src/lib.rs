@@ -47,16 +47,26 @@ pub fn run() -> ExitCode {
             }
         };
     }
-    if let Some(Command::Tokens(command)) = &config.command {
-        // No logging here: standard output carries only what the command prints.
-        let done = actix_web::rt::System::new().block_on(cli::tokens::run(&config, command));
-        return match done {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("visitor-http: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
+    // No logging in the commands: standard output carries only what a command prints.
+    match &config.command {
+        Some(Command::Tokens(command)) => {
+            let done = actix_web::rt::System::new().block_on(cli::tokens::run(&config, command));
+            return match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("visitor-http: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Export { output }) => {
+            return actix_web::rt::System::new()
+                .block_on(cli::transfer::export(&config, output.as_deref()));
+        }
+        Some(Command::Import { file }) => {
+            return actix_web::rt::System::new().block_on(cli::transfer::import(&config, file));
+        }
+        None => {}
     }
     // Dropped last, after the server has stopped: every line logged before is written.
     let _log_writer = match observability::logging::init(config.log_format) {

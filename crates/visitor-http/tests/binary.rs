@@ -590,3 +590,207 @@ fn every_request_before_sigterm_is_logged() {
         "the last line of all, after the server stopped, is there too"
     );
 }
+
+/// Runs `visitor-http export|import …` to its end: (exit code, stdout, stderr).
+fn transfer_command(
+    args: &[&str],
+    database: Option<&str>,
+    stdin: Option<&[u8]>,
+) -> (i32, Vec<u8>, String) {
+    use std::io::Write;
+    let mut command = Command::new(binary());
+    command.args(args).env_remove("DATABASE_URL");
+    if let Some(url) = database {
+        command.env("DATABASE_URL", url);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        output.stdout,
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Visitors with every awkward value a row can hold: escapes COPY must carry, characters
+/// outside ASCII, absent values, fractional and whole `created`, gaps in the ids.
+const AWKWARD_VISITORS: &str = r#"
+INSERT INTO visitors (name, email, phone, notes, external_id, banned, created) VALUES
+  ('Tab	and newline
+here', 'a@example.com', '+1 (555) 010.2', E'back\\slash \\N and \t', 'ext-1', true,
+   '2014-09-01T10:29:59.25Z'),
+  (NULL, NULL, NULL, '', NULL, false, '2020-01-01T00:00:00Z'),
+  ('Zoë “quoted” 名前 🎉', 'zoe@example.com', NULL, 'x', 'ext-3', false, '1999-12-31T23:59:59.000001Z'),
+  ('control  char', NULL, '12', NULL, 'ext-4', false, now());
+DELETE FROM visitors WHERE external_id = 'ext-3';
+INSERT INTO visitors (name, created) VALUES ('after a gap', '2001-02-03T04:05:06Z');
+"#;
+
+#[tokio::test]
+async fn export_then_import_into_an_empty_database_gives_the_same_bytes() {
+    let source = OwnDatabase::create().await;
+    let target = OwnDatabase::create().await;
+    let (code, out, stderr) = transfer_command(&["export"], Some(&source.url), None);
+    assert_eq!(
+        (code, out.len()),
+        (0, 0),
+        "an empty store exports nothing: {stderr}"
+    );
+    let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
+    sqlx::raw_sql(AWKWARD_VISITORS)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let dir = std::env::temp_dir().join(format!("visitors_export_{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.ndjson");
+    let (code, _, stderr) = transfer_command(
+        &["export", "--output", first.to_str().unwrap()],
+        Some(&source.url),
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("exported 4 visitors"), "{stderr}");
+    let exported = std::fs::read(&first).unwrap();
+    let lines: Vec<serde_json::Value> = exported
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    let ids: Vec<i64> = lines.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 4, 5], "id order, gaps kept");
+    assert_eq!(lines[0]["created"], "2014-09-01T10:29:59.250Z");
+    assert_eq!(lines[0]["notes"], "back\\slash \\N and \t");
+    assert_eq!(lines[1]["notes"], "");
+    assert_eq!(lines[1]["name"], serde_json::Value::Null);
+
+    let (code, _, stderr) = transfer_command(
+        &["import", first.to_str().unwrap()],
+        Some(&target.url),
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("created 4, skipped 0, failed 0"),
+        "{stderr}"
+    );
+    let (code, again, stderr) = transfer_command(&["export"], Some(&target.url), None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(again, exported, "export, import, export: the same bytes");
+
+    // Run again (from standard input): everything is there already.
+    let (code, _, stderr) = transfer_command(&["import", "-"], Some(&target.url), Some(&exported));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("created 0, skipped 4, failed 0"),
+        "{stderr}"
+    );
+
+    // Ids given afterwards continue above every imported id.
+    let pool = sqlx::PgPool::connect(&target.url).await.unwrap();
+    let next: i64 =
+        sqlx::query_scalar("INSERT INTO visitors (created) VALUES (now()) RETURNING id")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(next, 6);
+    pool.close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    source.drop().await;
+    target.drop().await;
+}
+
+#[tokio::test]
+async fn import_reports_each_failed_line_goes_on_and_exits_1() {
+    let database = OwnDatabase::create().await;
+    let visitor = |id: i64, external_id: &str, name: &str| {
+        format!(
+            r#"{{"banned":false,"created":"2014-09-01T10:29:59Z","email":null,"external_id":"{external_id}","id":{id},"name":"{name}","notes":null,"phone":null}}"#
+        )
+    };
+    let file = [
+        visitor(1, "one", "One"),
+        "{not json".to_owned(),
+        visitor(2, "two", "Two"),
+        String::new(),
+        visitor(1, "one", "Changed"),
+        visitor(3, "two", "Three"),
+        r#"{"banned":false,"created":"2014-09-01T10:29:59Z","email":"nope","external_id":null,"id":4,"name":null,"notes":null,"phone":null}"#.to_owned(),
+        r#"{"id":5,"id":6,"banned":false,"created":"2014-09-01T10:29:59Z"}"#.to_owned(),
+        visitor(7, "seven", "Seven"),
+    ]
+    .join("\n");
+    let (code, _, stderr) =
+        transfer_command(&["import", "-"], Some(&database.url), Some(file.as_bytes()));
+    assert_eq!(code, 1, "{stderr}");
+    let failed: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(failed.len(), 5, "{stderr}");
+    assert!(failed[0].starts_with("line 2: not a visitor"), "{stderr}");
+    assert!(
+        failed[1].starts_with("line 5: visitor 1 exists with other content"),
+        "{stderr}"
+    );
+    assert!(
+        failed[2].starts_with("line 6: external_id \"two\" belongs to visitor 2"),
+        "{stderr}"
+    );
+    assert!(failed[3].starts_with("line 7: not a visitor"), "{stderr}");
+    assert!(failed[3].contains("e-mail"), "{stderr}");
+    assert!(
+        failed[4].starts_with("line 8: not a visitor: duplicate field"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("created 3, skipped 0, failed 5"),
+        "{stderr}"
+    );
+    let (_, exported, _) = transfer_command(&["export"], Some(&database.url), None);
+    let ids: Vec<i64> = String::from_utf8(exported)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, [1, 2, 7]);
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn export_and_import_refuse_to_run_without_what_they_need() {
+    let (code, _, stderr) = transfer_command(&["export"], None, None);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    let (code, _, stderr) = transfer_command(&["import", "-"], None, Some(b"{}"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    let database = OwnDatabase::create().await;
+    let (code, _, stderr) = transfer_command(
+        &["import", "/no/such/file.ndjson"],
+        Some(&database.url),
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot open /no/such/file.ndjson"),
+        "{stderr}"
+    );
+    let line = br#"{"banned":false,"created":"2014-09-01T10:29:59Z","email":null,"external_id":null,"id":1,"name":null,"notes":null,"phone":null}"#;
+    let mut input = line.to_vec();
+    input.extend_from_slice(b"\n{\"name\": \"\xff\"}\n");
+    let (code, _, stderr) = transfer_command(&["import", "-"], Some(&database.url), Some(&input));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 2 is not UTF-8"), "{stderr}");
+    database.drop().await;
+}

@@ -13,12 +13,12 @@ use futures::future::join_all;
 use serde_json::{json, Value};
 use visitor_domain::{
     BodyFingerprint, Created, ErrorCode, NewVisitor, ValidationErrors, Visitor, VisitorFilter,
-    VisitorId, VisitorPatch,
+    VisitorId, VisitorPatch, VisitorUpsert,
 };
 
 use crate::{
-    IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ListQuery, Order,
-    SharedStorage as SharedStore, StoreError, StoredVisitor, Version,
+    IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ImportLine, ListQuery, Order,
+    SharedStorage as SharedStore, StoreError, StoredVisitor, UpsertCondition, Upserted, Version,
 };
 
 fn new_visitor(body: Value) -> NewVisitor {
@@ -27,6 +27,10 @@ fn new_visitor(body: Value) -> NewVisitor {
 
 fn patch(body: Value) -> VisitorPatch {
     VisitorPatch::from_json(body.as_object().expect("an object")).expect("a valid patch")
+}
+
+fn upsert(body: Value) -> VisitorUpsert {
+    VisitorUpsert::from_json(body.as_object().expect("an object")).expect("a valid upsert")
 }
 
 fn seed() -> NewVisitor {
@@ -1080,6 +1084,158 @@ pub async fn concurrent_idempotent_creates_of_one_key_create_one_visitor(store: 
         .await
         .unwrap();
     assert_eq!(ids(&all), [made[0].id.get()]);
+}
+
+
+/// Create-or-update creates when no visitor has the external id (201's case), changes the one
+/// that has it as Update does, and keeps the version when nothing changes.
+pub async fn create_or_update_creates_then_updates_by_external_id(store: SharedStore) {
+    let made = store
+        .create_or_update(upsert(json!({"external_id": "crm-1", "name": "A", "notes": "n"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    let Upserted::Created(made) = made else { panic!("expected Created, got {made:?}") };
+    assert_eq!(made.version, Version::FIRST);
+    assert_eq!(made.notes.as_ref().map(|n| n.as_str()), Some("n"));
+    let changed = store
+        .create_or_update(upsert(json!({"external_id": "crm-1", "email": "a@example.com"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    let Upserted::Updated(changed) = changed else { panic!("expected Updated, got {changed:?}") };
+    assert_eq!(changed.id, made.id);
+    assert_eq!(changed.version, made.version.next());
+    assert_eq!(changed.name, made.name, "a key left out keeps its value");
+    assert_eq!(store.get(made.id).await.unwrap(), changed);
+    let same = store
+        .create_or_update(upsert(json!({"external_id": "crm-1", "name": "A", "notes": "n"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(same, Upserted::Unchanged(changed.clone()));
+    let cleared = store
+        .create_or_update(upsert(json!({"external_id": "crm-1", "name": null})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    assert_eq!(cleared.visitor().name, None);
+    let other = store
+        .create_or_update(upsert(json!({"external_id": "CRM-1"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    assert!(matches!(other, Upserted::Created(_)), "matching is exact: {other:?}");
+}
+
+/// Create-or-update keeps the read-only rule of Update: other notes are refused, and nothing
+/// changes.
+pub async fn create_or_update_refuses_other_notes(store: SharedStore) {
+    let made = store
+        .create_or_update(upsert(json!({"external_id": "crm-2", "notes": "kept"})), &UpsertCondition::None)
+        .await
+        .unwrap()
+        .into_visitor();
+    let refused = store
+        .create_or_update(upsert(json!({"external_id": "crm-2", "notes": "other", "name": "B"})), &UpsertCondition::None)
+        .await;
+    assert_eq!(invalid_keys(refused).keys().collect::<Vec<_>>(), ["notes"]);
+    assert_eq!(store.get(made.id).await.unwrap(), made);
+}
+
+/// With If-Match, create-or-update changes only a visitor at an accepted version, and creates
+/// nothing when none has the external id.
+pub async fn create_or_update_honours_if_match(store: SharedStore) {
+    let absent = store
+        .create_or_update(upsert(json!({"external_id": "crm-3"})), &UpsertCondition::Exists)
+        .await;
+    assert!(matches!(absent, Err(StoreError::PreconditionFailed)), "{absent:?}");
+    assert!(store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 10))
+        .await
+        .unwrap()
+        .is_empty());
+    let made = store
+        .create_or_update(upsert(json!({"external_id": "crm-3"})), &UpsertCondition::None)
+        .await
+        .unwrap()
+        .into_visitor();
+    let stale = UpsertCondition::OneOf(vec![(made.id, made.version.next())]);
+    let refused = store
+        .create_or_update(upsert(json!({"external_id": "crm-3", "name": "X"})), &stale)
+        .await;
+    assert!(matches!(refused, Err(StoreError::PreconditionFailed)), "{refused:?}");
+    assert_eq!(store.get(made.id).await.unwrap(), made);
+    let elsewhere = VisitorId::new(made.id.get() + 1).unwrap();
+    let other_visitor = UpsertCondition::OneOf(vec![(elsewhere, made.version)]);
+    let refused = store
+        .create_or_update(upsert(json!({"external_id": "crm-3", "name": "X"})), &other_visitor)
+        .await;
+    assert!(matches!(refused, Err(StoreError::PreconditionFailed)), "{refused:?}");
+    let current = UpsertCondition::OneOf(vec![(elsewhere, made.version), (made.id, made.version)]);
+    let changed = store
+        .create_or_update(upsert(json!({"external_id": "crm-3", "name": "X"})), &current)
+        .await
+        .unwrap();
+    assert!(matches!(changed, Upserted::Updated(_)), "{changed:?}");
+}
+
+/// Twenty create-or-updates at once with one new external id: one creates, the others update
+/// (or find nothing to change); none fails.
+pub async fn concurrent_create_or_updates_of_one_new_external_id_create_once(store: SharedStore) {
+    let calls = (0..20).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let body = json!({"external_id": "race", "name": format!("Caller {}", n % 2)});
+            store.create_or_update(upsert(body), &UpsertCondition::None).await
+        })
+    });
+    let mut created = Vec::new();
+    for outcome in join_all(calls).await {
+        match outcome.expect("the task ran").expect("no store error") {
+            Upserted::Created(stored) => created.push(stored.id),
+            Upserted::Updated(_) | Upserted::Unchanged(_) => {}
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 30))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), [created[0].get()]);
+}
+
+/// An import applies its lines in order, each on its own: two lines with one new external id
+/// create once and then update; a refused line changes nothing; create lines get new ids.
+pub async fn import_applies_lines_in_order_each_on_its_own(store: SharedStore) {
+    let lines = vec![
+        ImportLine::Create(new_visitor(json!({"name": "Plain"}))),
+        ImportLine::Upsert(upsert(json!({"external_id": "imp", "notes": "first"}))),
+        ImportLine::Upsert(upsert(json!({"external_id": "imp", "notes": "second"}))),
+        ImportLine::Upsert(upsert(json!({"external_id": "imp", "name": "Named"}))),
+        ImportLine::Upsert(upsert(json!({"external_id": "imp", "name": "Named"}))),
+    ];
+    let mut outcomes = store.import(lines).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let plain = match &outcomes[0] {
+        Ok(Upserted::Created(stored)) => stored.clone(),
+        other => panic!("expected Created, got {other:?}"),
+    };
+    let imported = match &outcomes[1] {
+        Ok(Upserted::Created(stored)) => stored.clone(),
+        other => panic!("expected Created, got {other:?}"),
+    };
+    assert_ne!(plain.id, imported.id);
+    let refused = std::mem::replace(&mut outcomes[2], Err(StoreError::NotFound));
+    assert_eq!(invalid_keys(refused).keys().collect::<Vec<_>>(), ["notes"]);
+    let named = match &outcomes[3] {
+        Ok(Upserted::Updated(stored)) => stored.clone(),
+        other => panic!("expected Updated, got {other:?}"),
+    };
+    assert_eq!(named.id, imported.id);
+    assert_eq!(named.version, Version::FIRST.next());
+    assert!(matches!(&outcomes[4], Ok(Upserted::Unchanged(same)) if *same == named));
+    assert_eq!(store.get(imported.id).await.unwrap(), named);
+    assert_eq!(
+        store.get(plain.id).await.unwrap().name.as_ref().map(|n| n.as_str()),
+        Some("Plain")
+    );
+    assert!(store.import(Vec::new()).await.unwrap().is_empty());
 }
 
 }

@@ -20,6 +20,8 @@ mod postgres;
 #[cfg(feature = "postgres")]
 mod sqlstate;
 mod tokens;
+#[cfg(feature = "postgres")]
+mod transfer;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -32,12 +34,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use visitor_domain::{
     BodyFingerprint, NewVisitor, ValidationErrors, Visitor, VisitorFilter, VisitorId, VisitorPatch,
+    VisitorUpsert,
 };
 
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};
 pub use tokens::{ActiveToken, Role, TokenDigest, TokenRecord, TokenStore};
+#[cfg(feature = "postgres")]
+pub use transfer::Restored;
 
 /// A boxed cause, kept for the logs.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
@@ -139,6 +144,30 @@ impl IfMatch {
     }
 }
 
+/// The `If-Match` of a create-or-update. The visitor is found by its `external_id`, so a tag
+/// names the visitor as well as the version it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpsertCondition {
+    /// No condition: create the visitor when none has the `external_id`.
+    #[default]
+    None,
+    /// `*`: any visitor that has the `external_id`; none is created.
+    Exists,
+    /// Only the visitor with one of these ids at that version; none is created (an empty list
+    /// matches nothing).
+    OneOf(Vec<(VisitorId, Version)>),
+}
+
+impl UpsertCondition {
+    /// True when `stored` satisfies the condition; `None` accepts every visitor.
+    pub fn accepts(&self, stored: &StoredVisitor) -> bool {
+        match self {
+            Self::None | Self::Exists => true,
+            Self::OneOf(tags) => tags.contains(&(stored.id, stored.version)),
+        }
+    }
+}
+
 /// The order of a list, by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -210,6 +239,30 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
     /// is erased); [`StoreError::Unavailable`]; [`StoreError::Internal`].
     async fn delete(&self, id: VisitorId, condition: &IfMatch) -> Result<(), StoreError>;
 
+    /// Creates the visitor with `upsert.external_id` (as [`Self::create`]) or applies
+    /// `upsert.patch` to the one that has it (as [`Self::update_if`]), in one atomic step: of
+    /// many concurrent calls with one new `external_id` exactly one creates and the others
+    /// update what it created; none fails for the race. With a `condition` other than
+    /// [`UpsertCondition::None`], no visitor is created.
+    ///
+    /// Errors: [`StoreError::PreconditionFailed`] when a condition is given and no visitor has
+    /// the `external_id` or it does not satisfy it; [`StoreError::Invalid`] when the
+    /// patch breaks a mutability rule against the stored visitor (e.g. other `notes`); nothing
+    /// is changed on any error. [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn create_or_update(
+        &self,
+        upsert: VisitorUpsert,
+        condition: &UpsertCondition,
+    ) -> Result<Upserted, StoreError>;
+
+    /// Applies import lines in order, each on its own ([`ImportLine`]): the outcome of each, in
+    /// order, a failed line having changed nothing. Cheaper than one call per line: a backend
+    /// applies the lot in few round trips.
+    ///
+    /// Errors (of the whole call; nothing of it is applied): [`StoreError::Unavailable`];
+    /// [`StoreError::Internal`].
+    async fn import(&self, lines: Vec<ImportLine>) -> Result<Vec<ImportOutcome>, StoreError>;
+
     /// One page of a keyset walk (see [`ListQuery`]). The cost does not grow with how deep the
     /// page is, and a walk page by page returns every visitor that exists throughout it exactly
     /// once, whatever is created, changed or erased meanwhile.
@@ -217,6 +270,46 @@ pub trait VisitorStore: Send + Sync + std::fmt::Debug {
     /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
     async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError>;
 }
+
+/// What a create-or-update did, with the visitor after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    /// No visitor had the `external_id`: this one was created.
+    Created(StoredVisitor),
+    /// The visitor with the `external_id` was changed.
+    Updated(StoredVisitor),
+    /// The visitor with the `external_id` already had every value sent: nothing changed.
+    Unchanged(StoredVisitor),
+}
+
+impl Upserted {
+    /// The visitor after the call.
+    pub fn visitor(&self) -> &StoredVisitor {
+        match self {
+            Self::Created(stored) | Self::Updated(stored) | Self::Unchanged(stored) => stored,
+        }
+    }
+
+    /// The visitor after the call.
+    pub fn into_visitor(self) -> StoredVisitor {
+        match self {
+            Self::Created(stored) | Self::Updated(stored) | Self::Unchanged(stored) => stored,
+        }
+    }
+}
+
+/// One line of a bulk import (contract §9.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportLine {
+    /// A line without `external_id`: a create.
+    Create(NewVisitor),
+    /// A line with one: a create-or-update.
+    Upsert(VisitorUpsert),
+}
+
+/// What one import line did: [`Upserted`] (a create line is always `Created`), or why it
+/// failed ([`StoreError::Invalid`] for a change a rule refuses).
+pub type ImportOutcome = Result<Upserted, StoreError>;
 
 /// What an operator watches of a backend: whether it answers, and how full its pool is. Apart
 /// from the visitors themselves, so that the domain's port carries only the domain's operations.

@@ -24,11 +24,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use std::time::Instant;
 
 use async_trait::async_trait;
-use visitor_domain::{BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch};
+use visitor_domain::{
+    BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch, VisitorUpsert,
+};
 
 use crate::{
-    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ListQuery,
-    Operations, Order, StoreError, StoredVisitor, Version, VisitorStore,
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine,
+    ImportOutcome, ListQuery, Operations, Order, StoreError, StoredVisitor, UpsertCondition,
+    Upserted, Version, VisitorStore,
 };
 
 const SHARDS: usize = 16;
@@ -259,10 +262,57 @@ impl<S: BuildHasher> MemoryStore<S> {
         hash: u64,
         external_id: &ExternalId,
     ) -> bool {
-        index.candidates(hash).any(|id| {
-            self.with_visitor(id, |v| v.external_id.as_ref() == Some(external_id))
+        self.holder_of(index, hash, external_id).is_some()
+    }
+
+    /// The visitor holding `external_id`, if any.
+    fn holder_of(
+        &self,
+        index: &ExternalIdIndex,
+        hash: u64,
+        external_id: &ExternalId,
+    ) -> Option<VisitorId> {
+        index.candidates(hash).find(|id| {
+            self.with_visitor(*id, |v| v.external_id.as_ref() == Some(external_id))
                 .unwrap_or(false)
         })
+    }
+
+    /// Creates the visitor with the upsert's `external_id`, or changes the one that holds it,
+    /// under the index shard of its hash, so concurrent calls for one new id create it once.
+    fn upsert_now(
+        &self,
+        upsert: VisitorUpsert,
+        condition: &UpsertCondition,
+    ) -> Result<Upserted, StoreError> {
+        let hash = self.hasher.hash_one(upsert.external_id.as_str());
+        let mut index = self.index_shard(hash);
+        let Some(id) = self.holder_of(&index, hash, &upsert.external_id) else {
+            if *condition != UpsertCondition::None {
+                // RFC 9110 §13.1.1: If-Match never matches a visitor that does not exist.
+                return Err(StoreError::PreconditionFailed);
+            }
+            let visitor = self.insert(upsert.new, Created::now(), None)?;
+            index.insert(hash, visitor.id);
+            return Ok(Upserted::Created(visitor));
+        };
+        let (shard, slot) = place(id);
+        let mut shard = write(&self.shards[shard]);
+        let stored = &mut shard
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| StoreError::internal("the external-id index names a missing visitor"))?
+            .stored;
+        if !condition.accepts(stored) {
+            return Err(StoreError::PreconditionFailed);
+        }
+        let next = upsert.patch.apply_to(stored).map_err(StoreError::Invalid)?;
+        if next == stored.visitor {
+            return Ok(Upserted::Unchanged(stored.clone()));
+        }
+        stored.visitor = next;
+        stored.version = stored.version.next();
+        Ok(Upserted::Updated(stored.clone()))
     }
 
     fn index_shard(&self, hash: u64) -> MutexGuard<'_, ExternalIdIndex> {
@@ -380,6 +430,24 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
             }
         }
         Ok(())
+    }
+
+    async fn create_or_update(
+        &self,
+        upsert: VisitorUpsert,
+        condition: &UpsertCondition,
+    ) -> Result<Upserted, StoreError> {
+        self.upsert_now(upsert, condition)
+    }
+
+    async fn import(&self, lines: Vec<ImportLine>) -> Result<Vec<ImportOutcome>, StoreError> {
+        Ok(lines
+            .into_iter()
+            .map(|line| match line {
+                ImportLine::Create(new) => self.create_now(new, None).map(Upserted::Created),
+                ImportLine::Upsert(upsert) => self.upsert_now(upsert, &UpsertCondition::None),
+            })
+            .collect())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError> {

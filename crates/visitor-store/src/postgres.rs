@@ -13,15 +13,16 @@ use sqlx::Row;
 use tokio::sync::OnceCell;
 use visitor_domain::{
     BodyFingerprint, Created, Email, ExternalId, Field, FieldError, Name, NewVisitor, Notes, Phone,
-    Visitor, VisitorId, VisitorPatch,
+    Visitor, VisitorId, VisitorPatch, VisitorUpsert,
 };
 
 use crate::pg_pool::{Lease, Pool, PoolOptions};
 use crate::sqlstate::spends_connection;
 use crate::{
     ActiveToken, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
-    ListQuery, Operations, Order, PoolStatus, Role, StoreError, StoredVisitor, TokenDigest,
-    TokenRecord, TokenStore, Version, VisitorStore,
+    ImportLine, ImportOutcome, ListQuery, Operations, Order, PoolStatus, Role, StoreError,
+    StoredVisitor, TokenDigest, TokenRecord, TokenStore, UpsertCondition, Upserted, Version,
+    VisitorStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -91,16 +92,21 @@ impl VisitorRow {
     /// with the field's (the columns are the migrations' own; a value of another type still
     /// fails to decode, it is only not looked at first).
     fn decode(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Self::decode_from(row, 0)
+    }
+
+    /// [`Self::decode`] of the columns from index `first` on.
+    fn decode_from(row: &sqlx::postgres::PgRow, first: usize) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            id: row.try_get_unchecked(0)?,
-            name: row.try_get_unchecked(1)?,
-            email: row.try_get_unchecked(2)?,
-            phone: row.try_get_unchecked(3)?,
-            notes: row.try_get_unchecked(4)?,
-            external_id: row.try_get_unchecked(5)?,
-            banned: row.try_get_unchecked(6)?,
-            created: row.try_get_unchecked(7)?,
-            version: row.try_get_unchecked(8)?,
+            id: row.try_get_unchecked(first)?,
+            name: row.try_get_unchecked(first + 1)?,
+            email: row.try_get_unchecked(first + 2)?,
+            phone: row.try_get_unchecked(first + 3)?,
+            notes: row.try_get_unchecked(first + 4)?,
+            external_id: row.try_get_unchecked(first + 5)?,
+            banned: row.try_get_unchecked(first + 6)?,
+            created: row.try_get_unchecked(first + 7)?,
+            version: row.try_get_unchecked(first + 8)?,
         })
     }
 }
@@ -202,18 +208,24 @@ impl PgStore {
         self.pool.acquire().await.map_err(translate)
     }
 
+    /// A pooled connection without the statement timeout, for work that may run longer than
+    /// any request (a migration, a COPY): drop the lease when done, so that the connection is
+    /// closed and never goes back to the pool without its bound.
+    pub(crate) async fn unbounded_connection(&self) -> Result<Lease<'_>, StoreError> {
+        let mut connection = self.lease().await?;
+        sqlx::query("SET statement_timeout = 0")
+            .execute(connection.get())
+            .await
+            .map_err(translate)?;
+        Ok(connection)
+    }
+
     /// Runs the embedded migrations now, once per store.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| async {
-                // A migration may take longer than any request: it runs without the statement
-                // timeout, on a connection that is closed afterwards (the lease is dropped, not
-                // kept), so no connection without the bound goes back to the pool.
-                let mut connection = self.lease().await?;
-                sqlx::query("SET statement_timeout = 0")
-                    .execute(connection.get())
-                    .await
-                    .map_err(translate)?;
+                // A migration may take longer than any request.
+                let mut connection = self.unbounded_connection().await?;
                 // `run_direct` is `run` on a connection already at hand (sqlx's own name for
                 // it; `run` over `&mut PgConnection` cannot be proven `Send` here).
                 let outcome = MIGRATOR.run_direct(connection.get()).await;
@@ -402,6 +414,99 @@ impl VisitorStore for PgStore {
         }
     }
 
+    /// One call of `create_or_update_visitor` (migration 20261208000001): one round trip.
+    #[tracing::instrument(level = "debug", name = "store.create_or_update", skip_all)]
+    async fn create_or_update(
+        &self,
+        upsert: VisitorUpsert,
+        condition: &UpsertCondition,
+    ) -> Result<Upserted, StoreError> {
+        self.migrate().await?;
+        let line = LineColumns::of_upsert(&upsert);
+        let (ids, versions): (Option<Vec<i64>>, Option<Vec<i64>>) = match condition {
+            UpsertCondition::None | UpsertCondition::Exists => (None, None),
+            UpsertCondition::OneOf(tags) => {
+                let (ids, versions) = tags.iter().map(|(id, v)| (id.get(), v.get())).unzip();
+                (Some(ids), Some(versions))
+            }
+        };
+        let statement = sqlx::query(
+            "SELECT outcome, id, name, email, phone, notes, external_id, banned, created, version
+             FROM create_or_update_visitor($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                           $13, $14, $15)",
+        )
+        .bind(line.external_id)
+        .bind(*condition != UpsertCondition::None)
+        .bind(ids)
+        .bind(versions)
+        .bind(line.set_name)
+        .bind(line.name)
+        .bind(line.set_email)
+        .bind(line.email)
+        .bind(line.set_phone)
+        .bind(line.phone)
+        .bind(line.notes_sent)
+        .bind(line.notes)
+        .bind(line.banned)
+        .bind(line.created)
+        .bind(Created::now().get());
+        let row = on_connection!(self, |connection| statement.fetch_one(connection))
+            .map_err(translate)?;
+        outcome(&row, Some(&upsert.patch))
+    }
+
+    /// Lines in one call of `import_visitors` (migration 20261208000001): one round trip and
+    /// one commit for the lot.
+    #[tracing::instrument(level = "debug", name = "store.import", skip_all)]
+    async fn import(&self, lines: Vec<ImportLine>) -> Result<Vec<ImportOutcome>, StoreError> {
+        self.migrate().await?;
+        let columns: Vec<LineColumns> = lines.iter().map(LineColumns::of_line).collect();
+        fn column<'a>(
+            columns: &[LineColumns<'a>],
+            f: fn(&LineColumns<'a>) -> Option<&'a str>,
+        ) -> Vec<Option<&'a str>> {
+            columns.iter().map(f).collect()
+        }
+        let flag = |f: fn(&LineColumns) -> bool| -> Vec<bool> { columns.iter().map(f).collect() };
+        let statement = sqlx::query(
+            "SELECT outcome, id, name, email, phone, notes, external_id, banned, created, version
+             FROM import_visitors($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ORDER BY line",
+        )
+        .bind(column(&columns, |c| c.external_id))
+        .bind(flag(|c| c.set_name))
+        .bind(column(&columns, |c| c.name))
+        .bind(flag(|c| c.set_email))
+        .bind(column(&columns, |c| c.email))
+        .bind(flag(|c| c.set_phone))
+        .bind(column(&columns, |c| c.phone))
+        .bind(flag(|c| c.notes_sent))
+        .bind(column(&columns, |c| c.notes))
+        .bind(columns.iter().map(|c| c.banned).collect::<Vec<_>>())
+        .bind(columns.iter().map(|c| c.created).collect::<Vec<_>>())
+        .bind(Created::now().get());
+        let rows = on_connection!(self, |connection| statement.fetch_all(connection))
+            .map_err(translate)?;
+        if rows.len() != lines.len() {
+            return Err(StoreError::internal(format!(
+                "an import of {} lines answered {} outcomes",
+                lines.len(),
+                rows.len()
+            )));
+        }
+        Ok(lines
+            .iter()
+            .zip(&rows)
+            .map(|(line, row)| {
+                let patch = match line {
+                    ImportLine::Create(_) => None,
+                    ImportLine::Upsert(upsert) => Some(&upsert.patch),
+                };
+                outcome(row, patch)
+            })
+            .collect())
+    }
+
     #[tracing::instrument(level = "debug", name = "store.list", skip(self))]
     async fn list(&self, query: &ListQuery) -> Result<Vec<StoredVisitor>, StoreError> {
         self.migrate().await?;
@@ -481,6 +586,98 @@ impl Operations for PgStore {
             idle: status.idle,
             max: status.max,
         })
+    }
+}
+
+/// The parameters of one create, or one create-or-update, as `create_or_update_visitor` and
+/// `import_visitors` take them: each key that may be cleared with whether it was sent.
+struct LineColumns<'a> {
+    external_id: Option<&'a str>,
+    set_name: bool,
+    name: Option<&'a str>,
+    set_email: bool,
+    email: Option<&'a str>,
+    set_phone: bool,
+    phone: Option<&'a str>,
+    notes_sent: bool,
+    notes: Option<&'a str>,
+    banned: Option<bool>,
+    created: Option<DateTime<Utc>>,
+}
+
+impl<'a> LineColumns<'a> {
+    fn of_upsert(upsert: &'a VisitorUpsert) -> Self {
+        let patch = &upsert.patch;
+        let (set_name, name) = column_change(&patch.name);
+        let (set_email, email) = column_change(&patch.email);
+        let (set_phone, phone) = column_change(&patch.phone);
+        let (notes_sent, notes) = column_change(&patch.notes);
+        Self {
+            external_id: Some(upsert.external_id.as_str()),
+            set_name,
+            name,
+            set_email,
+            email,
+            set_phone,
+            phone,
+            notes_sent,
+            notes,
+            banned: patch.banned,
+            created: patch.created.map(Created::get),
+        }
+    }
+
+    fn of_create(new: &'a NewVisitor) -> Self {
+        Self {
+            external_id: None,
+            set_name: true,
+            name: new.name.as_ref().map(Name::as_str),
+            set_email: true,
+            email: new.email.as_ref().map(Email::as_str),
+            set_phone: true,
+            phone: new.phone.as_ref().map(Phone::as_str),
+            notes_sent: true,
+            notes: new.notes.as_ref().map(Notes::as_str),
+            banned: Some(new.banned),
+            created: new.created.map(Created::get),
+        }
+    }
+
+    fn of_line(line: &'a ImportLine) -> Self {
+        match line {
+            ImportLine::Create(new) => Self::of_create(new),
+            ImportLine::Upsert(upsert) => Self::of_upsert(upsert),
+        }
+    }
+}
+
+/// What a row of `create_or_update_visitor` or `import_visitors` (its `outcome` column, then
+/// the visitor's) says; `patch` explains a `read_only` refusal (`None`: the line was a create).
+fn outcome(row: &sqlx::postgres::PgRow, patch: Option<&VisitorPatch>) -> ImportOutcome {
+    let outcome: String = row.try_get_unchecked(0).map_err(translate)?;
+    let stored = || -> Result<StoredVisitor, StoreError> {
+        VisitorRow::decode_from(row, 1)
+            .map_err(translate)?
+            .try_into()
+    };
+    match outcome.as_str() {
+        "created" => Ok(Upserted::Created(stored()?)),
+        "updated" => Ok(Upserted::Updated(stored()?)),
+        "unchanged" => Ok(Upserted::Unchanged(stored()?)),
+        "precondition_failed" => Err(StoreError::PreconditionFailed),
+        "read_only" => {
+            let stored = stored()?;
+            match patch.map(|patch| patch.check_read_only(&stored)) {
+                Some(Err(errors)) => Err(StoreError::Invalid(errors)),
+                _ => Err(StoreError::internal(format!(
+                    "visitor {} refused a change its read-only keys allow",
+                    stored.id
+                ))),
+            }
+        }
+        other => Err(StoreError::internal(format!(
+            "create_or_update_visitor answered an unknown outcome {other:?}"
+        ))),
     }
 }
 
@@ -689,7 +886,7 @@ impl TokenStore for PgStore {
 }
 
 /// Translates a sqlx error into the store's terms; `sqlx::Error` never leaves this module.
-fn translate(error: sqlx::Error) -> StoreError {
+pub(crate) fn translate(error: sqlx::Error) -> StoreError {
     use sqlx::Error;
     match &error {
         Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,

@@ -9,6 +9,7 @@ use crate::http::error::ApiError;
 use crate::http::route::{resource, RouteTemplate, LEGACY_VISITORS_PATH, VISITORS_PATH};
 
 pub(crate) mod cursor;
+pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod operations;
 pub(crate) mod schemas;
@@ -16,6 +17,7 @@ pub(crate) mod visitors;
 
 const COLLECTION_METHODS: &str = "GET, POST";
 const ITEM_METHODS: &str = "GET, PUT, DELETE";
+const POST_ONLY: &str = "POST";
 
 /// Registers every route of the service except Swagger UI; `/metrics` too when `metrics_here`.
 ///
@@ -24,10 +26,21 @@ const ITEM_METHODS: &str = "GET, PUT, DELETE";
 /// instead of the whole path.
 pub(crate) fn configure(cfg: &mut ServiceConfig, metrics_here: bool) {
     let prefixes = [
-        (VISITORS_PATH, "/api/v2/chat/visitors/{visitor_id}"),
-        (LEGACY_VISITORS_PATH, "/api/v2/visitors/{visitor_id}"),
+        (
+            VISITORS_PATH,
+            "/api/v2/chat/visitors/{visitor_id}",
+            "/api/v2/chat/visitors/create_or_update",
+            "/api/v2/chat/visitors/import",
+        ),
+        (
+            LEGACY_VISITORS_PATH,
+            "/api/v2/visitors/{visitor_id}",
+            "/api/v2/visitors/create_or_update",
+            "/api/v2/visitors/import",
+        ),
     ];
-    for (prefix, item) in prefixes {
+    for (prefix, item, upsert, import) in prefixes {
+        // The named resources come before `/{visitor_id}`, which would take their names for ids.
         cfg.service(
             web::scope(prefix)
                 .service(
@@ -37,6 +50,22 @@ pub(crate) fn configure(cfg: &mut ServiceConfig, metrics_here: bool) {
                         .route(web::post().to(visitors::create_visitor))
                         .default_service(web::to(|| async {
                             Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
+                        })),
+                )
+                .service(
+                    web::resource("/create_or_update")
+                        .app_data(RouteTemplate(upsert))
+                        .route(web::post().to(visitors::create_or_update_visitor))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(POST_ONLY))
+                        })),
+                )
+                .service(
+                    web::resource("/import")
+                        .app_data(RouteTemplate(import))
+                        .route(web::post().to(import::import_visitors))
+                        .default_service(web::to(|| async {
+                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(POST_ONLY))
                         })),
                 )
                 .service(

@@ -35,6 +35,39 @@ pub fn seed_create_request() -> Value {
     })
 }
 
+/// A create-or-update body, as the document's example.
+pub fn create_or_update_example() -> Value {
+    json!({
+        "external_id": "crm-4711",
+        "name": "Visitor 1",
+        "email": "visitor1@example.com",
+        "phone": "+65 12345678"
+    })
+}
+
+/// An import body, as the document's example: a create, a create-or-update, and a line that
+/// updates the visitor the line before created.
+pub const IMPORT_EXAMPLE: &str = concat!(
+    r#"{"name": "Visitor 1", "email": "visitor1@example.com"}"#,
+    "\n",
+    r#"{"external_id": "crm-4711", "name": "Visitor 2", "notes": "From the CRM"}"#,
+    "\n",
+    r#"{"external_id": "crm-4711", "phone": "+65 12345678"}"#,
+    "\n",
+);
+
+/// The answer to [`IMPORT_EXAMPLE`] on an empty store.
+pub const IMPORT_ANSWER_EXAMPLE: &str = concat!(
+    r#"{"line":1,"status":"created","id":1,"error":null}"#,
+    "\n",
+    r#"{"line":2,"status":"created","id":2,"error":null}"#,
+    "\n",
+    r#"{"line":3,"status":"updated","id":2,"error":null}"#,
+    "\n",
+    r#"{"summary":{"created":2,"updated":1,"unchanged":0,"failed":0}}"#,
+    "\n",
+);
+
 /// Types that exist only to describe the wire format in the document.
 #[allow(dead_code)]
 mod wire {
@@ -146,6 +179,78 @@ mod wire {
         notes: Option<String>,
     }
 
+    /// The body of Create or Update Visitor: a Create Visitor body whose `external_id` is
+    /// required. When no visitor has that `external_id` the visitor is created (201); when one
+    /// has it, the other keys are applied to it as Update Visitor applies them (200): a key
+    /// left out keeps its value, `null` clears `name`, `email` or `phone`, and `notes` must
+    /// equal the stored value. `id` and any other key are refused (422).
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!(super::create_or_update_example()))]
+    #[serde(deny_unknown_fields)]
+    pub struct VisitorCreateOrUpdate {
+        /// The external ID that says which visitor: matched exactly
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
+        external_id: String,
+        /// The name to be displayed for the visitor
+        #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000]*$")]
+        name: Option<String>,
+        /// The email ID of the visitor
+        #[schema(format = Email, max_length = 254)]
+        email: Option<String>,
+        /// The phone number of the visitor (if available)
+        #[schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[0-9 +\-().]*[0-9][0-9 +\-().]*$"
+        )]
+        phone: Option<String>,
+        /// Any additional notes about the visitor: set when it is created, and when it exists
+        /// accepted only when equal to the stored value
+        #[schema(max_length = 10000, pattern = r"^[^\u0000]*$")]
+        notes: Option<String>,
+        /// Whether the visitor is currently banned or not (false when created without it)
+        #[serde(default)]
+        banned: bool,
+        /// The create date for the visitor (RFC 3339, any offset; now when created without it)
+        #[serde(default)]
+        #[schema(format = DateTime)]
+        created: String,
+    }
+
+    /// One line of Import Visitors' answer: what the request's line `line` did.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!({"line": 1, "status": "created", "id": 1, "error": null}))]
+    pub struct ImportResultLine {
+        /// The 1-based number of the line in the request body (empty lines count)
+        #[schema(minimum = 1)]
+        line: i64,
+        /// created, updated, unchanged (every value was the stored one) or failed (nothing of
+        /// the line was written)
+        #[schema(pattern = "^(created|updated|unchanged|failed)$")]
+        status: String,
+        /// The visitor's ID; null when the line failed
+        #[schema(format = Int64)]
+        id: Option<i64>,
+        /// Null, or when the line failed the error body the line would have had on its own
+        error: Option<Error>,
+    }
+
+    /// The last line of Import Visitors' answer: how many lines did what.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!({"summary": {"created": 1, "updated": 0, "unchanged": 0, "failed": 0}}))]
+    pub struct ImportSummary {
+        summary: ImportCounts,
+    }
+
+    /// Lines of an import by what they did.
+    #[derive(Debug, ToSchema)]
+    pub struct ImportCounts {
+        created: u64,
+        updated: u64,
+        unchanged: u64,
+        failed: u64,
+    }
+
     /// One page of List Visitors.
     #[derive(Debug, ToSchema)]
     pub struct VisitorList {
@@ -183,7 +288,7 @@ mod wire {
     #[derive(Debug, ToSchema)]
     pub struct FieldProblem {
         /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly, UnknownField,
-        /// Duplicate or OutOfRange
+        /// Duplicate, OutOfRange or Required
         error: String,
         /// A sentence for people
         description: String,

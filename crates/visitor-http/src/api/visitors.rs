@@ -4,12 +4,12 @@
 use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use visitor_domain::{BodyFingerprint, NewVisitor, VisitorPatch};
-use visitor_store::{IdempotencyKey, Idempotent, IfMatch, StoredVisitor};
+use visitor_domain::{BodyFingerprint, NewVisitor, VisitorPatch, VisitorUpsert};
+use visitor_store::{IdempotencyKey, Idempotent, IfMatch, StoredVisitor, Upserted};
 
 use crate::access::tokens::Caller;
 use crate::context::AppContext;
-use crate::http::conditional::{etag, if_match, none_match_fails};
+use crate::http::conditional::{etag, if_match, none_match_fails, upsert_condition};
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonObject, VisitorPath};
 use crate::http::idempotency_key::{key_of, IDEMPOTENT_REPLAYED};
@@ -32,7 +32,7 @@ fn with_visitor_tagged(
         .json(&stored.visitor)
 }
 
-/// The 201 of Create Visitor; `Location` is under the prefix the request came in under.
+/// The 201 of Create Visitor (and of Create or Update Visitor when it creates); `Location` is under the prefix the request came in under.
 fn created(
     req: &HttpRequest,
     context: &AppContext,
@@ -107,6 +107,48 @@ pub(crate) async fn create_visitor(
         Idempotent::Mismatch => Err(ApiError::IdempotencyKeyMismatch),
         // In use, or an outcome of a later version of the store: not created, retry.
         _ => Err(ApiError::IdempotencyKeyInUse),
+    }
+}
+
+/// Create or Update Visitor (contract §9.1).
+#[utoipa::path(
+    post,
+    path = "/api/v2/chat/visitors/create_or_update",
+    tag = "Visitors",
+    operation_id = "createOrUpdateVisitor",
+    summary = "Create or Update Visitor",
+    description = "Creates a visitor, or updates the one with the same `external_id` (matched exactly), as Zendesk's create_or_update: a sync from another system can send every record it has without knowing which exist. Created: 201, as Create Visitor answers. Updated: 200 with the whole visitor, as Update Visitor answers (a key left out keeps its value; `notes` must equal the stored value). Many requests at once with one new `external_id`, from any instance, create one visitor: one gets 201, the others 200. Safe to retry as it is, so Idempotency-Key is not needed here.",
+    params(
+        ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (comma-separated), or `*`: the visitor with this `external_id` is updated only when one of them is its current ETag (strong comparison); otherwise, or when no visitor has the `external_id`, 412 PreconditionFailed and nothing is created or changed"),
+    ),
+    request_body(
+        content = crate::api::schemas::VisitorCreateOrUpdate,
+        content_type = "application/json",
+        example = json!(crate::api::schemas::create_or_update_example()),
+    ),
+    responses(
+        (status = 200, description = "OK: the visitor with this external_id, after the change", body = crate::api::schemas::Visitor,
+            headers(("ETag" = String, description = "The visitor's strong entity tag after the change (unchanged when nothing changed)"))),
+        (status = 201, description = "Created: no visitor had this external_id; the new visitor", body = crate::api::schemas::Visitor,
+            headers(
+                ("Location" = String, description = "The path of the new visitor: /api/v2/chat/visitors/{id} (under the legacy prefix, /api/v2/visitors/{id})"),
+                ("ETag" = String, description = "The visitor's strong entity tag, for If-Match and If-None-Match"),
+            )),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn create_or_update_visitor(
+    req: HttpRequest,
+    context: Data<AppContext>,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let upsert = VisitorUpsert::from_json(&body.0)?;
+    let condition = upsert_condition(req.headers());
+    match context.store.create_or_update(upsert, &condition).await? {
+        Upserted::Created(stored) => Ok(created(&req, &context, &stored, false)),
+        Upserted::Updated(stored) | Upserted::Unchanged(stored) => {
+            Ok(with_visitor(HttpResponse::Ok(), &stored))
+        }
     }
 }
 

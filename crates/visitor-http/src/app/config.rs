@@ -129,6 +129,21 @@ pub enum Command {
     /// change within 5 seconds.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Write every visitor as NDJSON, one Show body per line, in id order, from one snapshot
+    /// (needs DATABASE_URL).
+    Export {
+        /// The file to write (standard output when not given).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Restore visitors from such NDJSON keeping every key, ids included (needs DATABASE_URL).
+    /// Visitors already stored as they are in the file are skipped, so an interrupted import
+    /// resumes when run again. Exits 0 when no line failed, 1 when some did, 2 when it could
+    /// not run.
+    Import {
+        /// The file to read; `-` for standard input.
+        file: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 
 use actix_web::http::header::{self, HeaderMap};
 use visitor_domain::VisitorId;
-use visitor_store::{IfMatch, StoredVisitor, Version};
+use visitor_store::{IfMatch, StoredVisitor, UpsertCondition, Version};
 
 /// The strong entity tag of a stored visitor, quoted as it goes in the `ETag` header.
 pub fn etag(stored: &StoredVisitor) -> String {
@@ -65,6 +65,24 @@ pub fn if_match(headers: &HeaderMap, id: VisitorId) -> IfMatch {
         Listed::Tags(tags) => {
             IfMatch::OneOf(tags.iter().filter_map(|tag| version_of(tag, id)).collect())
         }
+    }
+}
+
+/// The condition `If-Match` sets on a create-or-update, whose visitor is known only by its
+/// `external_id`: each strong tag names the visitor and the version it accepts.
+pub fn upsert_condition(headers: &HeaderMap) -> UpsertCondition {
+    match listed_tags(headers, header::IF_MATCH) {
+        Listed::Absent => UpsertCondition::None,
+        Listed::Any => UpsertCondition::Exists,
+        Listed::Tags(tags) => UpsertCondition::OneOf(
+            tags.iter()
+                .filter_map(|tag| {
+                    let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+                    let id = VisitorId::parse_str(inner.split_once('.')?.0).ok()?;
+                    Some((id, version_of(tag, id)?))
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -151,5 +169,23 @@ mod tests {
         assert!(fails(&["*"]));
         assert!(!fails(&["\"12.2\""]));
         assert!(!fails(&[""]));
+    }
+
+    #[test]
+    fn an_upsert_condition_pairs_each_tag_with_its_visitor() {
+        assert_eq!(upsert_condition(&HeaderMap::new()), UpsertCondition::None);
+        assert_eq!(
+            upsert_condition(&headers(header::IF_MATCH, &["*"])),
+            UpsertCondition::Exists
+        );
+        let listed = headers(
+            header::IF_MATCH,
+            &["\"12.3\", W/\"12.4\", \"x.5\", \"13.05\"", "\"7.1\""],
+        );
+        let pair = |id, version| (VisitorId::new(id).unwrap(), Version::new(version));
+        assert_eq!(
+            upsert_condition(&listed),
+            UpsertCondition::OneOf(vec![pair(12, 3), pair(7, 1)])
+        );
     }
 }

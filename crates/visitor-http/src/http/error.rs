@@ -42,8 +42,8 @@ pub enum ApiError {
     PreconditionFailed,
     /// The body is over the limit; holds the limit, in bytes.
     PayloadTooLarge(usize),
-    /// A body that is not declared as JSON.
-    UnsupportedMediaType,
+    /// A body that is not declared as the media type the operation takes; holds that type.
+    UnsupportedMediaType(&'static str),
     /// The body breaks visitor rules; every offending key is named.
     RecordInvalid(ValidationErrors),
     /// Over a rate limit (§8.5); holds the whole seconds to wait.
@@ -55,6 +55,9 @@ pub enum ApiError {
     /// A bug. The cause goes to the log, never to the client.
     Internal(Cause),
 }
+
+/// The media type of every body but an import's.
+pub const JSON: &str = "application/json";
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
@@ -86,7 +89,7 @@ impl ApiError {
             }
             Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
-            Self::UnsupportedMediaType => {
+            Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }
             Self::RecordInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "RecordInvalid"),
@@ -121,8 +124,11 @@ impl ApiError {
                 "If-Match names no current version of the visitor, so nothing changed; fetch it again".into()
             }
             Self::PayloadTooLarge(limit) => format!("the body is over the limit of {limit} bytes"),
-            Self::UnsupportedMediaType => {
+            Self::UnsupportedMediaType(JSON) => {
                 "the body must be JSON (Content-Type: application/json)".into()
+            }
+            Self::UnsupportedMediaType(other) => {
+                format!("the body must be {other} (Content-Type: {other})")
             }
             Self::RecordInvalid(_) => "Record validation errors".into(),
             Self::TooManyRequests(_) => {
@@ -275,7 +281,11 @@ mod tests {
             ),
             (ApiError::PreconditionFailed, 412, "PreconditionFailed"),
             (ApiError::PayloadTooLarge(65536), 413, "PayloadTooLarge"),
-            (ApiError::UnsupportedMediaType, 415, "UnsupportedMediaType"),
+            (
+                ApiError::UnsupportedMediaType(JSON),
+                415,
+                "UnsupportedMediaType",
+            ),
             (
                 ApiError::RecordInvalid(ValidationErrors::new()),
                 422,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use visitor_domain::VisitorId;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, JSON};
 
 /// The largest body accepted, in bytes (64 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -61,7 +61,7 @@ impl FromRequest for JsonObject {
         let mut payload = payload.take();
         Box::pin(async move {
             if !json {
-                return Err(ApiError::UnsupportedMediaType);
+                return Err(ApiError::UnsupportedMediaType(JSON));
             }
             if too_large {
                 return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
@@ -76,16 +76,22 @@ impl FromRequest for JsonObject {
                 }
                 body.extend_from_slice(&chunk);
             }
-            match serde_json::from_slice::<UniqueKeys>(&body).map(|parsed| parsed.0) {
-                Ok(Value::Object(map)) => Ok(Self(map)),
-                Ok(_) => Err(ApiError::BadRequest(
-                    "the body must be a JSON object".into(),
-                )),
-                Err(error) => Err(ApiError::BadRequest(format!(
-                    "the body is not valid JSON: {error}"
-                ))),
-            }
+            json_object(&body, "the body").map(Self)
         })
+    }
+}
+
+/// Parses `text` (`what` names it in the errors: "the body", "line 3") as a JSON object in which
+/// no object names a key twice; anything else is a 400.
+pub fn json_object(text: &[u8], what: &str) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<UniqueKeys>(text).map(|parsed| parsed.0) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "{what} must be a JSON object"
+        ))),
+        Err(error) => Err(ApiError::BadRequest(format!(
+            "{what} is not valid JSON: {error}"
+        ))),
     }
 }
 

@@ -18,7 +18,7 @@ use actix_web::{HttpMessage, ResponseError};
 use tracing::Instrument;
 
 use crate::context::AppContext;
-use crate::http::error::{cause_chain, ApiError};
+use crate::http::error::{cause_chain, ApiError, JSON};
 use crate::http::extract::BODY_LIMIT;
 use crate::http::forwarded::ClientAddress;
 use crate::http::route::RouteTemplate;
@@ -191,7 +191,7 @@ fn error_for_status(status: StatusCode) -> ApiError {
         409 => ApiError::Conflict,
         412 => ApiError::PreconditionFailed,
         413 => ApiError::PayloadTooLarge(BODY_LIMIT),
-        415 => ApiError::UnsupportedMediaType,
+        415 => ApiError::UnsupportedMediaType(JSON),
         429 => ApiError::TooManyRequests(1),
         503 => ApiError::ServiceUnavailable("unavailable".into()),
         400..=499 => ApiError::BadRequest(

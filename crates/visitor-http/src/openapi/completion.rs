@@ -13,7 +13,8 @@ use utoipa::openapi::{
 use utoipa::Modify;
 use visitor_domain::{ErrorCode, FieldError, ValidationErrors};
 
-use crate::http::error::ApiError;
+use crate::api::import::{IMPORT_LIMIT, NDJSON};
+use crate::http::error::{ApiError, JSON};
 use crate::http::extract::BODY_LIMIT;
 use crate::http::route::{LEGACY_VISITORS_PATH, VISITORS_PATH};
 
@@ -24,6 +25,8 @@ fn error_statuses(operation_id: &str) -> &'static [u16] {
         "listVisitors" => &[400, 401, 403, 429, 500, 503],
         "updateVisitor" => &[400, 401, 403, 404, 412, 413, 415, 422, 429, 500, 503],
         "deleteVisitor" => &[400, 401, 403, 404, 412, 429, 500, 503],
+        "createOrUpdateVisitor" => &[400, 401, 403, 412, 413, 415, 422, 429, 500, 503],
+        "importVisitors" => &[400, 401, 403, 413, 415, 429, 500, 503],
         _ => &[400, 401, 403, 404, 429, 500, 503],
     }
 }
@@ -36,6 +39,18 @@ fn sample_error(operation_id: &str, status: u16) -> ApiError {
             FieldError::new(
                 ErrorCode::OutOfRange,
                 "page[size] must be a whole number from 1 to 1000",
+            ),
+        )),
+        ("importVisitors", 400) => ApiError::BadRequest(
+            "the body is not UTF-8: invalid utf-8 sequence of 1 bytes from index 12".into(),
+        ),
+        ("importVisitors", 413) => ApiError::PayloadTooLarge(IMPORT_LIMIT),
+        ("importVisitors", 415) => ApiError::UnsupportedMediaType(NDJSON),
+        ("createOrUpdateVisitor", 422) => ApiError::RecordInvalid(ValidationErrors::single(
+            "external_id",
+            FieldError::new(
+                ErrorCode::Required,
+                "external_id is required: it says which visitor to create or update",
             ),
         )),
         (_, status) => sample_status_error(status),
@@ -53,7 +68,7 @@ fn sample_status_error(status: u16) -> ApiError {
         409 => ApiError::Conflict,
         412 => ApiError::PreconditionFailed,
         413 => ApiError::PayloadTooLarge(BODY_LIMIT),
-        415 => ApiError::UnsupportedMediaType,
+        415 => ApiError::UnsupportedMediaType(JSON),
         422 => ApiError::RecordInvalid(ValidationErrors::single(
             "email",
             FieldError::new(

@@ -25,6 +25,8 @@ use crate::api::schemas;
         crate::api::visitors::show_visitor,
         crate::api::visitors::update_visitor,
         crate::api::visitors::delete_visitor,
+        crate::api::visitors::create_or_update_visitor,
+        crate::api::import::import_visitors,
     ),
     components(schemas(
         schemas::Visitor,
@@ -33,6 +35,10 @@ use crate::api::schemas;
         schemas::ListLinks,
         schemas::VisitorCreate,
         schemas::VisitorUpdate,
+        schemas::VisitorCreateOrUpdate,
+        schemas::ImportResultLine,
+        schemas::ImportSummary,
+        schemas::ImportCounts,
         schemas::Error,
         schemas::FieldProblem
     )),
