@@ -1,5 +1,5 @@
 -- wrk script for the Visitors benchmark.
--- BENCH_MODE: show | show304 | show_stale | create | create_idem | update | mix | list.
+-- BENCH_MODE: show | show304 | show_stale | create | create_idem | update | upsert | mix | list.
 -- BENCH_IDS: ids 1..N exist (at version 1). BENCH_TOKEN: bearer token.
 -- BENCH_CURSOR: for list, the page[after] cursor (none: the first page).
 local mode = os.getenv("BENCH_MODE") or "show"
@@ -58,6 +58,12 @@ local function update()
   return wrk.format("PUT", "/api/v2/chat/visitors/" .. math.random(1, ids), nil, body)
 end
 
+-- The same change as update, found by external_id: the seeded visitor n has `ext-n`.
+local function upsert()
+  local body = '{"external_id":"ext-' .. math.random(1, ids) .. '","name":"Name ' .. math.random(1, 1000000) .. '"}'
+  return wrk.format("POST", "/api/v2/chat/visitors/create_or_update", nil, body)
+end
+
 function request()
   if mode == "show" then return show() end
   if mode == "show304" then return conditional_show(1) end
@@ -65,6 +71,7 @@ function request()
   if mode == "create_idem" then return create_idem() end
   if mode == "list" then return wrk.format("GET", list_path, nil, "") end
   if mode == "update" then return update() end
+  if mode == "upsert" then return upsert() end
   if mode == "mix" then
     if math.random(1, 100) <= 80 then return show() end
     return update()

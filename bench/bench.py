@@ -11,8 +11,8 @@ are not pinned. Every workload has a warm-up that is thrown away, then a measure
 Usage: python3 bench/bench.py  (make bench builds the release binaries first)
 Environment: BENCH_SECONDS (8), BENCH_WARMUP (2), BENCH_SCALE (10000000), BENCH_DEPTH (1000000),
 BENCH_OUT (target/bench), BENCH_ONLY (`limits`: only the shared-limit and statement-bound
-comparisons; `statement`: only the latter), BENCH_LIMITS_ROUNDS (12),
-BENCH_LIMITS_SECONDS (4).
+comparisons; `statement`: only the latter; `transfer`: only issue 18's), BENCH_LIMITS_ROUNDS
+(12), BENCH_LIMITS_SECONDS (4), BENCH_TRANSFER_VISITORS (1000000), BENCH_TRANSFER_ROUNDS (3).
 """
 
 import contextlib
@@ -386,12 +386,156 @@ def limits_lines(notes):
     return lines
 
 
+# Issue 18's comparisons.
+TRANSFER_VISITORS = int(os.environ.get("BENCH_TRANSFER_VISITORS", "1000000"))
+TRANSFER_ROUNDS = int(os.environ.get("BENCH_TRANSFER_ROUNDS", "3"))
+COLUMNS = "id, name, email, phone, notes, external_id, banned, created"
+BULK_LINES = 10_000
+BULK_REQUESTS = 10
+
+
+def timed(command, env=None):
+    """Runs a command to its end: (seconds, peak resident memory in KiB)."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    stderr = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{command[0]} failed: {stderr[-2000:]}")
+    return seconds, usage.ru_maxrss
+
+
+def empty_database(service):
+    """A fresh database with the service's schema and no visitor."""
+    return pg_database(0, service)
+
+
+def with_url(url):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = url
+    return env
+
+
+def post_ndjson(base, body):
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=300)
+    conn.request("POST", "/api/v2/chat/visitors/import", body=body,
+                 headers={"Authorization": f"Bearer {TOKEN}",
+                          "Content-Type": "application/x-ndjson"})
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    if response.status != 200 or b'"failed":0}}' not in answer[-100:]:
+        sys.exit(f"bulk import failed: {response.status} {answer[-300:]}")
+
+
+def transfer_comparison(service):
+    """Issue 18: export and import against psql's \\copy of the same rows, their peak memory,
+    the bulk import over HTTP against Create, create_or_update against Update."""
+    notes = {"export": [], "copy_out": [], "import": [], "copy_in": []}
+    OUT.mkdir(parents=True, exist_ok=True)
+    exported, csv = OUT / "transfer.ndjson", OUT / "transfer.csv"
+    source, source_url = pg_database(TRANSFER_VISITORS, service)
+    try:
+        for _ in range(TRANSFER_ROUNDS):
+            notes["export"].append(timed([str(service), "export", "--output", str(exported)],
+                                         with_url(source_url)))
+            notes["copy_out"].append(timed(
+                ["psql", source_url, "-qc",
+                 f"\\copy (SELECT {COLUMNS} FROM visitors ORDER BY id) TO '{csv}' (FORMAT csv)"]))
+        for _ in range(TRANSFER_ROUNDS):
+            for side in ("import", "copy_in"):
+                name, url = empty_database(service)
+                try:
+                    if side == "import":
+                        notes[side].append(timed([str(service), "import", str(exported)],
+                                                 with_url(url)))
+                    else:
+                        notes[side].append(timed(
+                            ["psql", url, "-qc",
+                             f"\\copy visitors ({COLUMNS}) FROM '{csv}' (FORMAT csv)"]))
+                finally:
+                    drop(name)
+    finally:
+        drop(source)
+        exported.unlink(missing_ok=True)
+        csv.unlink(missing_ok=True)
+    log("export and import priced")
+
+    name, url = pg_database(SEEDED, service)
+    try:
+        env = dict(SERVICE_ENV, DATABASE_URL=url)
+        notes["bulk"], notes["create"], notes["upsert"], notes["update"] = [], [], [], []
+        with Server(service, env, name="transfer-http") as server:
+            for round_number in range(TRANSFER_ROUNDS):
+                bodies = ["".join(json.dumps({"external_id": f"bulk-{round_number}-{r}-{n}",
+                                              "name": f"Visitor {n}", "email": f"v{n}@example.com",
+                                              "phone": "+65 12345678",
+                                              "notes": "This visitor is really cool."}) + "\n"
+                                  for n in range(BULK_LINES)).encode()
+                          for r in range(BULK_REQUESTS)]
+                started = time.monotonic()
+                for body in bodies:
+                    post_ndjson(server.base, body)
+                notes["bulk"].append(BULK_LINES * BULK_REQUESTS / (time.monotonic() - started))
+                notes["create"].append(measure(server.base, "create", HEADLINE)["rps"])
+                notes["update"].append(measure(server.base, "update", HEADLINE)["rps"])
+                notes["upsert"].append(measure(server.base, "upsert", HEADLINE)["rps"])
+    finally:
+        drop(name)
+    log("bulk import and create_or_update priced")
+    return notes
+
+
+def transfer_lines(notes):
+    med = statistics.median
+    rate = lambda runs: TRANSFER_VISITORS / med(seconds for seconds, _ in runs)
+    peak = lambda runs: max(kib for _, kib in runs) / 1024
+    each = lambda runs: ", ".join(f"{seconds:.1f}" for seconds, _ in runs)
+    rows = []
+    for title, ours, theirs in (("`visitor-http import` / `psql \\copy … FROM` (CSV)", "import", "copy_in"),
+                                ("`visitor-http export` / `psql \\copy (SELECT …) TO` (CSV)", "export", "copy_out")):
+        ratio = rate(notes[ours]) / rate(notes[theirs])
+        rows.append(f"| {title}, {TRANSFER_VISITORS:,} visitors, seconds ({each(notes[ours])} / "
+                    f"{each(notes[theirs])}) | {rate(notes[ours]):,.0f} rows/s | "
+                    f"{rate(notes[theirs]):,.0f} rows/s | {ratio:.2f} | ≥ 0.5 | "
+                    f"{'yes' if ratio >= 0.5 else '**no**'} |")
+    for label in ("import", "export"):
+        mib = peak(notes[label])
+        rows.append(f"| resident memory of `visitor-http {label}`, {TRANSFER_VISITORS:,} visitors "
+                    f"(peak of {len(notes[label])} runs) | {mib:.1f} MiB | — | — | < 64 MiB | "
+                    f"{'yes' if mib < 64 else '**no**'} |")
+    bulk, create = med(notes["bulk"]), med(notes["create"])
+    rows.append(f"| bulk import over HTTP, {BULK_LINES:,} new visitors per request, one client / "
+                f"Create at {HEADLINE} connections (Postgres) | {bulk:,.0f} rows/s | "
+                f"{create:,.0f} rows/s | {bulk / create:.2f} | ≥ 5 | "
+                f"{'yes' if bulk / create >= 5 else '**no**'} |")
+    pairs = [u / p for u, p in zip(notes["upsert"], notes["update"])]
+    ratio = med(pairs)
+    rows.append(f"| `create_or_update` of an existing visitor / Update, Postgres, {HEADLINE} "
+                f"connections (pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
+                f"{med(notes['upsert']):,.0f} req/s | {med(notes['update']):,.0f} req/s | "
+                f"{ratio:.2f} | ≥ 0.8 | {'yes' if ratio >= 0.8 else '**no**'} |")
+    return [f"Issue 18, median of {TRANSFER_ROUNDS} rounds (release build, logs to a file):", "",
+            "| measure | service | reference | ratio | goal | met |",
+            "| --- | ---: | ---: | ---: | --- | --- |", *rows]
+
+
 def main():
     service = RELEASE / "visitor-http"
     if os.environ.get("BENCH_ONLY") in ("limits", "statement"):
         text = "\n".join(limits_lines(limits_comparison(service)))
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "limits.md").write_text(text + "\n")
+        print(text)
+        return
+    if os.environ.get("BENCH_ONLY") == "transfer":
+        text = "\n".join(transfer_lines(transfer_comparison(service)))
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "transfer.md").write_text(text + "\n")
         print(text)
         return
     ceiling = RELEASE / "framework-ceiling"
@@ -479,6 +623,7 @@ def main():
     log("scale measured")
 
     notes["limits"] = limits_comparison(service)
+    notes["transfer"] = transfer_comparison(service)
 
     result = subprocess.run([str(footprint), str(FOOTPRINT)], capture_output=True, text=True,
                             check=True)
@@ -603,6 +748,7 @@ def report(results, framework, scale, show_10k, notes):
         f"{(1 / on - 1 / off) * 1e6:.2f} µs more per request."
     )
     lines += ["", *limits_lines(notes["limits"])]
+    lines += ["", *transfer_lines(notes["transfer"])]
     lines += ["", *goals(results, scale, show_10k, notes, on / off)]
     text = "\n".join(lines)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
-"""The other half of `schemathesis.toml`: the statuses it accepts (400 on List, 412 on Update
-and Delete, 422 on Create, for schema-valid requests; 412 on Update and Delete for
-schema-violating ones too) are accepted only as the refusal of the input no schema can
-validate. Any such answer for another reason fails the run."""
+"""The other half of `schemathesis.toml`: the statuses it accepts (400 on List, 412 on Update,
+Delete and Create or Update, 422 on Create and Create or Update, for schema-valid requests; 412
+on Update, Delete and Create or Update for schema-violating ones too) are accepted only as the
+refusal of the input no schema can validate. Any such answer for another reason fails the
+run."""
 
 import json
 
@@ -41,9 +42,16 @@ def refusals_accepted_by_config_are_the_documented_ones(ctx, response, case):
         sent = {key for key in (case.query or {}) if key in CURSORS}
         if body.get("error") != "BadRequest" or not named or not named <= sent:
             raise AssertionError(f"400 on List for something other than a cursor: {body}")
-    elif operation in ("updateVisitor", "deleteVisitor") and status == 412:
+    elif operation in ("updateVisitor", "deleteVisitor", "createOrUpdateVisitor") and status == 412:
         if body.get("error") != "PreconditionFailed" or _header(case, "If-Match") is None:
             raise AssertionError(f"412 without If-Match, or not PreconditionFailed: {body}")
     elif operation == "createVisitor" and status == 422 and _schema_valid(case):
         if body.get("error") != "IdempotencyKeyMismatch" or _header(case, "Idempotency-Key") is None:
             raise AssertionError(f"422 on Create other than a reused Idempotency-Key: {body}")
+    elif operation == "createOrUpdateVisitor" and status == 422 and _schema_valid(case):
+        details = body.get("details") or {}
+        problems = [problem.get("error") for problem in details.get("notes") or []]
+        sent = isinstance(case.body, dict) and "notes" in case.body
+        if body.get("error") != "RecordInvalid" or set(details) != {"notes"} \
+                or problems != ["ReadOnly"] or not sent:
+            raise AssertionError(f"422 on Create or Update other than stored notes: {body}")

@@ -1,7 +1,8 @@
 // A person's path through Swagger UI, in Debian's chromium driven by playwright-core:
 // open /swagger-ui/, Authorize with a token, Try it out on Create Visitor with the example body
 // (201 with the visitor), Show Visitor by its id (200, the same visitor), List Visitors filtered
-// by its e-mail address (200, a page holding it), Delete Visitor (204), and Show again (404).
+// by its e-mail address (200, a page holding it), Delete Visitor (204), Show again (404), and
+// Import Visitors with the example NDJSON body (200, a result line per line and the summary).
 // Saves screenshots.
 import { chromium } from 'playwright-core';
 
@@ -129,9 +130,30 @@ try {
     .waitFor({ timeout: 15000 });
   console.log('Show Visitor after Delete: 404');
 
+  // Import Visitors: Try it out with the example NDJSON body, sent as it is.
+  const importOp = page.locator('#operations-Visitors-importVisitors');
+  await importOp.locator('.opblock-summary').click();
+  await importOp.locator('button.try-out__btn').click();
+  const ndjson = await importOp.locator('textarea.body-param__text').inputValue();
+  if (ndjson.trim().split('\n').length !== 3 || !ndjson.includes('crm-4711')) {
+    fail(`the example import body is not the document's three lines: ${ndjson}`);
+  }
+  await importOp.locator('button.execute').click();
+  const imported = await liveResponse(importOp);
+  if (imported.status !== '200') fail(`Import Visitors answered ${imported.status}: ${imported.body}`);
+  const results = imported.body.trim().split('\n').map((line) => JSON.parse(line));
+  const statuses = results.slice(0, -1).map((r) => r.status).join(',');
+  if (statuses !== 'created,created,updated'
+      || JSON.stringify(results.at(-1)) !== JSON.stringify({ summary: { created: 2, updated: 1, unchanged: 0, failed: 0 } })) {
+    fail(`Import Visitors gave ${imported.body}`);
+  }
+  console.log(`Import Visitors: 200, ${statuses}, then the summary`);
+  await importOp.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: `${shots}/swagger-ui-import.png`, fullPage: true });
+
   if (outside.length) fail(`the page reached outside loopback: ${outside.join(', ')}`);
   if (consoleErrors.length) console.log(`console errors: ${consoleErrors.join(' | ')}`);
-  console.log(`screenshots: ${shots}/swagger-ui-{create,list,delete}.png, ${shots}/swagger-ui.png`);
+  console.log(`screenshots: ${shots}/swagger-ui-{create,list,delete,import}.png, ${shots}/swagger-ui.png`);
 } finally {
   await browser.close();
 }

@@ -1238,4 +1238,44 @@ pub async fn import_applies_lines_in_order_each_on_its_own(store: SharedStore) {
     assert!(store.import(Vec::new()).await.unwrap().is_empty());
 }
 
+
+/// Four imports at once of one set of new external ids, each in its own order: every line
+/// succeeds, each external id gets one visitor, and of the four lines naming it exactly one
+/// created it.
+pub async fn concurrent_imports_of_one_set_of_new_external_ids_create_each_once(store: SharedStore) {
+    let imports = (0..4u64).map(|k| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut numbers: Vec<u64> = (0..200).collect();
+            numbers.sort_by_key(|n| (n * (2 * k + 1)) % 199);
+            let lines = numbers
+                .iter()
+                .map(|n| ImportLine::Upsert(upsert(json!({"external_id": format!("c{n}")}))))
+                .collect();
+            (numbers, store.import(lines).await)
+        })
+    });
+    let mut creators: std::collections::HashMap<String, usize> = Default::default();
+    for outcome in join_all(imports).await {
+        let (numbers, outcomes) = outcome.expect("the task ran");
+        let outcomes = outcomes.expect("no store error");
+        assert_eq!(outcomes.len(), numbers.len());
+        for (n, outcome) in numbers.iter().zip(outcomes) {
+            match outcome.expect("no line fails") {
+                Upserted::Created(stored) => {
+                    assert_eq!(stored.external_id.as_ref().map(|e| e.as_str().to_owned()), Some(format!("c{n}")));
+                    *creators.entry(format!("c{n}")).or_default() += 1;
+                }
+                Upserted::Updated(_) | Upserted::Unchanged(_) => {}
+            }
+        }
+    }
+    assert_eq!(creators.len(), 200);
+    assert!(creators.values().all(|count| *count == 1), "{creators:?}");
+    let all = store
+        .list(&query(VisitorFilter::default(), Order::Ascending, None, 1000))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 200);
+}
 }

@@ -414,7 +414,8 @@ impl VisitorStore for PgStore {
         }
     }
 
-    /// One call of `create_or_update_visitor` (migration 20261208000001): one round trip.
+    /// One `UPDATE` when the visitor exists and the body changes it; else one call of
+    /// `create_or_update_visitor` (migration 20261208000001) after it.
     #[tracing::instrument(level = "debug", name = "store.create_or_update", skip_all)]
     async fn create_or_update(
         &self,
@@ -430,6 +431,49 @@ impl VisitorStore for PgStore {
                 (Some(ids), Some(versions))
             }
         };
+        // The usual case of a sync — the visitor exists and the body changes something — is one
+        // UPDATE by external_id, as Update's own statement is; every other case (a new
+        // visitor, nothing to change, a refusal to explain) goes through the function.
+        let changed = sqlx::query(
+            "UPDATE visitors SET
+                 name = CASE WHEN $2 THEN $3 ELSE name END,
+                 email = CASE WHEN $4 THEN $5 ELSE email END,
+                 phone = CASE WHEN $6 THEN $7 ELSE phone END,
+                 banned = COALESCE($8, banned),
+                 created = COALESCE($9, created),
+                 version = version + 1
+             WHERE external_id = $1
+               AND (NOT $10 OR notes IS NOT DISTINCT FROM $11)
+               AND ($12::bigint[] IS NULL OR (id, version) IN (
+                        SELECT * FROM unnest($12::bigint[], $13::bigint[])))
+               AND (CASE WHEN $2 THEN $3 ELSE name END,
+                    CASE WHEN $4 THEN $5 ELSE email END,
+                    CASE WHEN $6 THEN $7 ELSE phone END,
+                    COALESCE($8, banned),
+                    COALESCE($9, created))
+                   IS DISTINCT FROM (name, email, phone, banned, created)
+             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
+        )
+        .bind(line.external_id)
+        .bind(line.set_name)
+        .bind(line.name)
+        .bind(line.set_email)
+        .bind(line.email)
+        .bind(line.set_phone)
+        .bind(line.phone)
+        .bind(line.banned)
+        .bind(line.created)
+        .bind(line.notes_sent)
+        .bind(line.notes)
+        .bind(ids.as_deref())
+        .bind(versions.as_deref());
+        let row = on_connection!(self, |connection| changed.fetch_optional(connection))
+            .map_err(translate)?;
+        if let Some(row) = row {
+            return Ok(Upserted::Updated(
+                VisitorRow::decode(&row).map_err(translate)?.try_into()?,
+            ));
+        }
         let statement = sqlx::query(
             "SELECT outcome, id, name, email, phone, notes, external_id, banned, created, version
              FROM create_or_update_visitor($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
@@ -437,8 +481,8 @@ impl VisitorStore for PgStore {
         )
         .bind(line.external_id)
         .bind(*condition != UpsertCondition::None)
-        .bind(ids)
-        .bind(versions)
+        .bind(ids.as_deref())
+        .bind(versions.as_deref())
         .bind(line.set_name)
         .bind(line.name)
         .bind(line.set_email)
@@ -468,25 +512,40 @@ impl VisitorStore for PgStore {
             columns.iter().map(f).collect()
         }
         let flag = |f: fn(&LineColumns) -> bool| -> Vec<bool> { columns.iter().map(f).collect() };
-        let statement = sqlx::query(
-            "SELECT outcome, id, name, email, phone, notes, external_id, banned, created, version
-             FROM import_visitors($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ORDER BY line",
-        )
-        .bind(column(&columns, |c| c.external_id))
-        .bind(flag(|c| c.set_name))
-        .bind(column(&columns, |c| c.name))
-        .bind(flag(|c| c.set_email))
-        .bind(column(&columns, |c| c.email))
-        .bind(flag(|c| c.set_phone))
-        .bind(column(&columns, |c| c.phone))
-        .bind(flag(|c| c.notes_sent))
-        .bind(column(&columns, |c| c.notes))
-        .bind(columns.iter().map(|c| c.banned).collect::<Vec<_>>())
-        .bind(columns.iter().map(|c| c.created).collect::<Vec<_>>())
-        .bind(Created::now().get());
-        let rows = on_connection!(self, |connection| statement.fetch_all(connection))
-            .map_err(translate)?;
+        let now = Created::now().get();
+        let call = |one_by_one: bool| {
+            sqlx::query(
+                "SELECT outcome, id, name, email, phone, notes, external_id, banned, created,
+                        version
+                 FROM import_visitors($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ORDER BY line",
+            )
+            .bind(one_by_one)
+            .bind(column(&columns, |c| c.external_id))
+            .bind(flag(|c| c.set_name))
+            .bind(column(&columns, |c| c.name))
+            .bind(flag(|c| c.set_email))
+            .bind(column(&columns, |c| c.email))
+            .bind(flag(|c| c.set_phone))
+            .bind(column(&columns, |c| c.phone))
+            .bind(flag(|c| c.notes_sent))
+            .bind(column(&columns, |c| c.notes))
+            .bind(columns.iter().map(|c| c.banned).collect::<Vec<_>>())
+            .bind(columns.iter().map(|c| c.created).collect::<Vec<_>>())
+            .bind(now)
+        };
+        let first = call(false);
+        let rows = match on_connection!(self, |connection| first.fetch_all(connection)) {
+            // A concurrent call took one of the batch's new external_ids first (or the insert
+            // was a deadlock's victim): nothing of the call stands, and the lines go one by
+            // one, which meets that race line by line.
+            Err(error) if met_a_concurrent_insert(&error) => {
+                let again = call(true);
+                on_connection!(self, |connection| again.fetch_all(connection))
+            }
+            other => other,
+        }
+        .map_err(translate)?;
         if rows.len() != lines.len() {
             return Err(StoreError::internal(format!(
                 "an import of {} lines answered {} outcomes",
@@ -587,6 +646,13 @@ impl Operations for PgStore {
             max: status.max,
         })
     }
+}
+
+/// True when a statement failed because a concurrent transaction wrote the same unique key
+/// first (unique_violation) or was deadlocked with it (deadlock_detected).
+fn met_a_concurrent_insert(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().is_some_and(|code| code == "23505" || code == "40P01"))
 }
 
 /// The parameters of one create, or one create-or-update, as `create_or_update_visitor` and

@@ -153,13 +153,25 @@ impl PgStore {
                 .await?
                 .into_iter()
                 .collect();
-            let compared = sqlx::query(COMPARE).fetch_all(&mut *connection).await?;
+            // Every line inserted (the usual case of a first run): nothing to compare.
+            let compared = if inserted.len() == lines.len() {
+                Vec::new()
+            } else {
+                sqlx::query(COMPARE).fetch_all(&mut *connection).await?
+            };
             sqlx::query("COMMIT").execute(&mut *connection).await?;
             Ok::<_, sqlx::Error>((inserted, compared))
         }
         .await;
         // On any error the connection is dropped (closed), and the transaction with it.
         let (mut inserted, compared) = outcome.map_err(translate)?;
+        if compared.is_empty() {
+            drop(lease);
+            return Ok(lines
+                .iter()
+                .map(|(number, _)| (*number, Restored::Created))
+                .collect());
+        }
         let by_line: std::collections::HashMap<u64, &Visitor> = lines
             .iter()
             .map(|(number, visitor)| (*number, visitor))

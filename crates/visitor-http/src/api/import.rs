@@ -1,13 +1,12 @@
 //! Import Visitors (contract §9.2): a body of NDJSON lines, each a create or a create-or-update,
 //! applied in order, each on its own, in batches (one store call, so one round trip and one
-//! commit, per [`BATCH`] lines); the answer streams one result line per input line as each
-//! batch is applied, then the summary.
+//! commit, per [`BATCH`] lines; the next batch is parsed while the store applies one); the
+//! answer streams one result line per input line as each batch is applied, then the summary.
 //!
 //! The whole body is read and checked (size, UTF-8) before anything is written, so a refused
 //! body writes nothing. Lines that cannot be parsed or break a rule fail alone with the error
 //! body they would have had on their own; they never reach the store.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use actix_web::http::header;
@@ -29,7 +28,7 @@ pub(crate) const IMPORT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Lines per store call: large enough that a round trip and a commit are shared by many lines,
 /// small enough that the first results stream soon and a batch holds a connection briefly.
-const BATCH: usize = 500;
+const BATCH: usize = 2_000;
 
 /// The media type of the request and the answer.
 pub(crate) const NDJSON: &str = "application/x-ndjson";
@@ -64,20 +63,16 @@ pub(crate) async fn import_visitors(
         return Err(ApiError::UnsupportedMediaType(NDJSON));
     }
     let body = read_body(&req, payload).await?;
-    let text = std::str::from_utf8(&body)
+    let text = String::from_utf8(body.to_vec())
         .map_err(|error| ApiError::BadRequest(format!("the body is not UTF-8: {error}")))?;
-    let lines: VecDeque<Parsed> = text
-        .split('\n')
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| Parsed {
-            number: index + 1,
-            line: parse_line(line, index + 1),
-        })
-        .collect();
     let import = Import {
         context,
-        lines,
+        source: Source {
+            text,
+            at: 0,
+            number: 0,
+        },
+        ahead: None,
         counts: Counts::default(),
         broken: None,
         done: false,
@@ -136,6 +131,43 @@ struct Parsed {
     line: Result<ImportLine, ApiError>,
 }
 
+/// The request's lines, parsed a batch at a time.
+struct Source {
+    text: String,
+    /// Where the next line starts.
+    at: usize,
+    /// The number of the last line read.
+    number: usize,
+}
+
+impl Source {
+    /// The next lines up to [`BATCH`] that can reach the store (the refused ones among them);
+    /// empty at the end.
+    fn next_batch(&mut self) -> Vec<Parsed> {
+        let mut batch = Vec::new();
+        let mut valid = 0;
+        while valid < BATCH && self.at <= self.text.len() {
+            let rest = &self.text[self.at..];
+            let (line, next) = match rest.find('\n') {
+                Some(end) => (&rest[..end], self.at + end + 1),
+                None => (rest, self.text.len() + 1),
+            };
+            self.at = next;
+            self.number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = Parsed {
+                number: self.number,
+                line: parse_line(line, self.number),
+            };
+            valid += usize::from(parsed.line.is_ok());
+            batch.push(parsed);
+        }
+        batch
+    }
+}
+
 /// What a line asks for: a create-or-update when it has an `external_id`, else a create (a
 /// line with `"external_id": null`, as a Show body without one has it, is a create).
 fn parse_line(text: &str, number: usize) -> Result<ImportLine, ApiError> {
@@ -174,7 +206,9 @@ struct SummaryLine<'a> {
 /// An import under way: the lines still to apply, and what the applied ones did.
 struct Import {
     context: Data<AppContext>,
-    lines: VecDeque<Parsed>,
+    source: Source,
+    /// The batch parsed while the one before it was being applied.
+    ahead: Option<Vec<Parsed>>,
     counts: Counts,
     /// Set when the store failed a batch: the error every later line is answered with, so a
     /// store that is down is not asked again for each batch.
@@ -184,12 +218,17 @@ struct Import {
 
 impl Import {
     /// The answer lines of the next batch (the summary after the last); `None` at the end.
+    /// The next batch is parsed while the store applies this one.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
         }
+        let batch = match self.ahead.take() {
+            Some(batch) => batch,
+            None => self.source.next_batch(),
+        };
         let mut out = Vec::new();
-        if self.lines.is_empty() {
+        if batch.is_empty() {
             self.done = true;
             write_line(
                 &mut out,
@@ -199,8 +238,6 @@ impl Import {
             );
             return Some(Bytes::from(out));
         }
-        let take = batch_end(&self.lines);
-        let batch: Vec<Parsed> = self.lines.drain(..take).collect();
         let mut numbers = Vec::new();
         let mut to_store = Vec::new();
         let mut refused: Vec<(usize, ApiError)> = Vec::new();
@@ -213,7 +250,19 @@ impl Import {
                 Err(error) => refused.push((parsed.number, error)),
             }
         }
-        let outcomes = self.apply(to_store).await;
+        let count = to_store.len();
+        let store =
+            (!to_store.is_empty() && self.broken.is_none()).then(|| self.context.store.clone());
+        let call = async move {
+            match store {
+                Some(store) => Some(store.import(to_store).await),
+                None => None,
+            }
+        };
+        let source = &mut self.source;
+        let (applied, ahead) = futures::future::join(call, async { source.next_batch() }).await;
+        self.ahead = Some(ahead);
+        let outcomes = self.outcomes(applied, count);
         // Both lists are in line order: merge them.
         let mut refused = refused.into_iter().peekable();
         let mut applied = numbers.into_iter().zip(outcomes).peekable();
@@ -240,28 +289,28 @@ impl Import {
         Some(Bytes::from(out))
     }
 
-    /// The outcome of each line, from the store, or the error of a failed batch for each.
-    async fn apply(&mut self, lines: Vec<ImportLine>) -> Vec<Result<Upserted, ApiError>> {
-        if lines.is_empty() {
-            return Vec::new();
-        }
-        let count = lines.len();
-        if self.broken.is_none() {
-            match self.context.store.import(lines).await {
-                Ok(outcomes) => {
-                    return outcomes
-                        .into_iter()
-                        .map(|outcome: ImportOutcome| outcome.map_err(ApiError::from))
-                        .collect();
-                }
-                Err(error) => {
-                    tracing::error!(
-                        error = %crate::http::error::cause_chain(&error),
-                        "an import batch failed; its lines and every later line are answered failed"
-                    );
-                    self.broken = Some(batch_error(error));
-                }
+    /// The outcome of each of `count` lines: the store's, or the error of a failed batch (this
+    /// one, or an earlier one when the store was not asked) for each.
+    fn outcomes(
+        &mut self,
+        applied: Option<Result<Vec<ImportOutcome>, StoreError>>,
+        count: usize,
+    ) -> Vec<Result<Upserted, ApiError>> {
+        match applied {
+            Some(Ok(outcomes)) => {
+                return outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.map_err(ApiError::from))
+                    .collect();
             }
+            Some(Err(error)) => {
+                tracing::error!(
+                    error = %crate::http::error::cause_chain(&error),
+                    "an import batch failed; its lines and every later line are answered failed"
+                );
+                self.broken = Some(batch_error(error));
+            }
+            None => {}
         }
         (0..count).map(|_| Err(self.failure())).collect()
     }
@@ -307,21 +356,6 @@ impl Import {
             },
         );
     }
-}
-
-/// How many of the next lines make a batch: [`BATCH`] lines that reach the store, with the
-/// refused lines among them.
-fn batch_end(lines: &VecDeque<Parsed>) -> usize {
-    let mut valid = 0;
-    for (index, parsed) in lines.iter().enumerate() {
-        if parsed.line.is_ok() {
-            valid += 1;
-            if valid == BATCH {
-                return index + 1;
-            }
-        }
-    }
-    lines.len()
 }
 
 /// What a failed batch tells its lines: the store's error as a request would have had it.
