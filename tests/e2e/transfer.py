@@ -40,8 +40,9 @@ SELECT CASE n % 7 WHEN 0 THEN NULL
        CASE WHEN n % 2 = 0 THEN 'ext-' || n END,
        n % 13 = 0,
        timestamptz '2014-09-01 10:29:59+00' + make_interval(secs => n * 1.25)
-FROM generate_series(1, {count}) AS n;
-DELETE FROM visitors WHERE id % 1000 = 17;
+FROM generate_series(1, {count} + {count} / 1000) AS n;
+DELETE FROM visitors WHERE id IN (SELECT id FROM visitors WHERE id % 1000 = 17
+                                  ORDER BY id LIMIT {count} / 1000);
 """
 
 
@@ -79,6 +80,7 @@ def round_trip(workdir):
         check(code == 0, f"export of an empty database failed: {err}")
         psql(SEED.format(count=VISITORS), source)
         stored = count(source)
+        check(stored == VISITORS, f"seeded {stored} visitors, not {VISITORS}")
         first = os.path.join(workdir, "first.ndjson")
         code, _, err, seconds = run(["export", "--output", first], source)
         check(code == 0, f"export failed: {err}")

@@ -40,9 +40,11 @@ pub(crate) const NDJSON: &str = "application/x-ndjson";
     tag = "Visitors",
     operation_id = "importVisitors",
     summary = "Import Visitors",
-    description = "Creates and updates many visitors in one request: the body is NDJSON (`application/x-ndjson`, UTF-8), one JSON object per line, at most 16 MiB; empty lines are skipped. A line with `external_id` is a Create or Update Visitor body (see VisitorCreateOrUpdate), a line without one a Create Visitor body (see VisitorCreate). Lines are applied in order, each on its own: a failed line changes nothing and the others go on (two lines with one new `external_id` create once, then update).\n\nThe answer (200, `application/x-ndjson`) streams one line per non-empty input line, in order (see ImportResultLine: `error` is the error body the line would have had on its own request), then one summary line (see ImportSummary). A body that is refused as a whole (413, 415, 400 for a body that is not UTF-8) writes nothing.",
+    description = "Creates and updates many visitors in one request: the body is NDJSON (`application/x-ndjson`, UTF-8), one JSON object per line, at most 16 MiB; empty lines are skipped. A line with `external_id` is a Create or Update Visitor body (see VisitorCreateOrUpdate), a line without one a Create Visitor body (see VisitorCreate). Lines are applied in order, each on its own: a failed line changes nothing and the others go on (two lines with one new `external_id` create once, then update).\n\nThe answer (200, `application/x-ndjson`) streams one line per non-empty input line, in order (see ImportResultLine: `error` is the error body the line would have had on its own request), then one summary line (see ImportSummary). A body that is refused as a whole (413, 415, 400 for a body that is not UTF-8) writes nothing.\n\nIn Swagger UI's Try it out, the example appears as one quoted JSON string (Swagger UI quotes a string example of any media type whose name contains json): replace it with the lines themselves.",
     request_body(
-        content = String,
+        // Any value: the body is text, and every text is an NDJSON body (a line that is not a
+        // visitor fails on its own), so no body is of a wrong type.
+        content = serde_json::Value,
         content_type = "application/x-ndjson",
         description = "One visitor per line: a VisitorCreateOrUpdate object when it has `external_id`, else a VisitorCreate object",
         example = json!(crate::api::schemas::IMPORT_EXAMPLE),
