@@ -279,7 +279,8 @@ impl VisitorUpsert {
             );
         }
         match (new, external_id) {
-            (Ok(new), Some(external_id)) if errors.is_empty() => {
+            // A valid create body with an external_id: no error was found.
+            (Ok(new), Some(external_id)) => {
                 // Every key passed the create's rules, so the patch's own parse cannot fail.
                 let (patch, _) = VisitorPatch::from_json_partial(body);
                 Ok(Self {
