@@ -94,9 +94,12 @@ impl PgStore {
         while let Some(chunk) = rows.next().await {
             let chunk = chunk.map_err(translate)?;
             pending.extend_from_slice(&chunk);
-            let mut start = 0;
-            while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-                let visitor = exported_visitor(&pending[start..start + end])?;
+            // The rows complete so far: up to the last newline (a row may span two chunks).
+            let Some(last) = pending.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            for row in pending[..=last].split_inclusive(|&b| b == b'\n') {
+                let visitor = exported_visitor(&row[..row.len() - 1])?;
                 line.clear();
                 serde_json::to_writer(&mut line, &visitor)
                     .map_err(|error| StoreError::Internal(Box::new(error)))?;
@@ -107,9 +110,8 @@ impl PgStore {
                 if written.is_multiple_of(10_000) {
                     progress(written);
                 }
-                start += end + 1;
             }
-            pending.drain(..start);
+            pending.drain(..=last);
         }
         if !pending.is_empty() {
             return Err(StoreError::internal("the export ended inside a row"));
