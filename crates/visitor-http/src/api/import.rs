@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use actix_web::http::header;
 use actix_web::mime;
-use actix_web::web::{Bytes, BytesMut, Data, Payload};
+use actix_web::web::{Bytes, Data, Payload};
 use actix_web::{HttpRequest, HttpResponse};
 use futures::{stream, StreamExt};
 use serde::Serialize;
@@ -21,7 +21,7 @@ use visitor_store::{ImportLine, ImportOutcome, StoreError, Upserted};
 
 use crate::context::AppContext;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::json_object;
+use crate::http::extract::{declared_length, json_object, read_limited};
 
 /// The largest import body, in bytes (16 MiB).
 pub(crate) const IMPORT_LIMIT: usize = 16 * 1024 * 1024;
@@ -64,7 +64,11 @@ pub(crate) async fn import_visitors(
     if !is_ndjson(&req) {
         return Err(ApiError::UnsupportedMediaType(NDJSON));
     }
-    let body = read_body(&req, payload).await?;
+    if declared_length(&req).is_some_and(|n| n > IMPORT_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge(IMPORT_LIMIT));
+    }
+    let mut payload = payload.into_inner();
+    let body = read_limited(&mut payload, IMPORT_LIMIT).await?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|error| ApiError::BadRequest(format!("the body is not UTF-8: {error}")))?;
     let import = Import {
@@ -102,28 +106,6 @@ fn is_ndjson(req: &HttpRequest) -> bool {
         && mime
             .get_param(mime::CHARSET)
             .is_none_or(|charset| charset == mime::UTF_8)
-}
-
-/// The whole body, refused with 413 as soon as it is known to exceed [`IMPORT_LIMIT`].
-async fn read_body(req: &HttpRequest, mut payload: Payload) -> Result<BytesMut, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > IMPORT_LIMIT as u64) {
-        return Err(ApiError::PayloadTooLarge(IMPORT_LIMIT));
-    }
-    let mut body = BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::BadRequest(format!("the body could not be read: {error}"))
-        })?;
-        if body.len() + chunk.len() > IMPORT_LIMIT {
-            return Err(ApiError::PayloadTooLarge(IMPORT_LIMIT));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A non-empty line of the request: its number (1-based, empty lines counted) and what it asks
@@ -310,7 +292,7 @@ impl Import {
                     error = %crate::http::error::cause_chain(&error),
                     "an import batch failed; its lines and every later line are answered failed"
                 );
-                self.broken = Some(batch_error(error));
+                self.broken = Some(ApiError::from(error));
             }
             None => {}
         }
@@ -358,11 +340,6 @@ impl Import {
             },
         );
     }
-}
-
-/// What a failed batch tells its lines: the store's error as a request would have had it.
-fn batch_error(error: StoreError) -> ApiError {
-    ApiError::from(error)
 }
 
 fn write_failed(out: &mut Vec<u8>, number: usize, error: &ApiError) {

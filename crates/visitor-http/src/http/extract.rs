@@ -42,15 +42,6 @@ fn is_json(req: &HttpRequest) -> bool {
     json && utf8
 }
 
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 impl FromRequest for JsonObject {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -66,19 +57,36 @@ impl FromRequest for JsonObject {
             if too_large {
                 return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|error| {
-                    ApiError::BadRequest(format!("the body could not be read: {error}"))
-                })?;
-                if body.len() + chunk.len() > BODY_LIMIT {
-                    return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_limited(&mut payload, BODY_LIMIT).await?;
             json_object(&body, "the body").map(Self)
         })
     }
+}
+
+/// The whole body, refused with 413 as soon as it is known to exceed `limit` bytes (the
+/// caller refuses a declared `Content-Length` over it before reading).
+pub async fn read_limited(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::BadRequest(format!("the body could not be read: {error}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The `Content-Length` the request declares, if any.
+pub fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Parses `text` (`what` names it in the errors: "the body", "line 3") as a JSON object in which
