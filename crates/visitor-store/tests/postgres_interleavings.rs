@@ -1,0 +1,152 @@
+//! Interleavings the conformance suite's races may or may not produce, made to happen here with
+//! a transaction held open: the Postgres idempotent create when a concurrent call records the
+//! key between its look and its insert, and an import whose new `external_id` a concurrent
+//! writer inserts between the import's look and its insert.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use visitor_domain::{BodyFingerprint, Name, NewVisitor, VisitorUpsert};
+use visitor_store::{
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, ImportLine, PgStore, Upserted,
+    VisitorStore,
+};
+
+/// Sessions of this database waiting for a lock.
+async fn waiting_for_a_lock(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until a session of this database is blocked on a lock, which the caller's open
+/// transaction holds: a state to reach, not a race to hide.
+async fn until_one_waits(pool: &PgPool, what: &str) {
+    let mut polls = 0;
+    while waiting_for_a_lock(pool).await == 0 {
+        polls += 1;
+        assert!(polls < 1000, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_key_recorded_first_by_a_concurrent_call_is_in_use(pool: PgPool) {
+    let store = Arc::new(PgStore::from_pool(&pool));
+    store.migrate().await.unwrap();
+    let Value::Object(body) = json!({"name": "Once"}) else {
+        unreachable!()
+    };
+    let fingerprint = BodyFingerprint::of(&body);
+
+    // The first call's transaction stays open: its record is written and not yet visible, so
+    // the second call's look finds nothing and its insert waits on the first's row.
+    let mut first = pool.begin().await.unwrap();
+    let claimed: bool = sqlx::query_scalar(
+        "SELECT claimed FROM create_visitor_idempotent(
+             'owner', 'race', $1, 86400, 'Once', NULL, NULL, NULL, NULL, false, now())",
+    )
+    .bind(fingerprint.as_bytes().as_slice())
+    .fetch_one(&mut *first)
+    .await
+    .unwrap();
+    assert!(claimed);
+
+    let second = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let key = IdempotencyKey {
+                owner: "owner".to_owned(),
+                key: "race".to_owned(),
+            };
+            let new = NewVisitor {
+                name: Some(Name::parse("Once").unwrap()),
+                ..NewVisitor::default()
+            };
+            store
+                .create_idempotent(&key, &fingerprint, &IdempotencyPolicy::default(), new)
+                .await
+        }
+    });
+    // The second call is blocked until the commit below.
+    until_one_waits(&pool, "the second call never waited for the first's record").await;
+    first.commit().await.unwrap();
+
+    let outcome = second.await.unwrap();
+    assert!(matches!(outcome, Ok(Idempotent::InUse)), "{outcome:?}");
+    // Nothing of the second call is kept: one visitor, the first's.
+    let visitors: i64 = sqlx::query_scalar("SELECT count(*) FROM visitors")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(visitors, 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_import_whose_new_external_id_a_concurrent_writer_takes_updates_that_visitor(
+    pool: PgPool,
+) {
+    let store = Arc::new(PgStore::from_pool(&pool));
+    store.migrate().await.unwrap();
+
+    // The writer's visitor is inserted and not yet visible: the import finds no visitor with
+    // `taken`, inserts it with the new ones in one statement, and waits on the writer's row.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO visitors (external_id, notes, created) VALUES ('taken', 'Writer', now())",
+    )
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+    let import = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let lines = ["new-1", "taken", "new-2"]
+                .iter()
+                .map(|external_id| {
+                    let body = json!({"external_id": external_id, "name": "Imported"});
+                    ImportLine::Upsert(VisitorUpsert::from_json(body.as_object().unwrap()).unwrap())
+                })
+                .collect();
+            store.import(lines).await
+        }
+    });
+    until_one_waits(&pool, "the import never waited for the writer's row").await;
+    writer.commit().await.unwrap();
+
+    // The batch's insert failed on the writer's key; the lines, applied again one by one,
+    // create the new ones and update the writer's visitor.
+    let outcomes = import.await.unwrap().expect("no store error");
+    let kinds: Vec<&str> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(Upserted::Created(_)) => "created",
+            Ok(Upserted::Updated(_)) => "updated",
+            Ok(Upserted::Unchanged(_)) => "unchanged",
+            Err(_) => "failed",
+        })
+        .collect();
+    assert_eq!(kinds, ["created", "updated", "created"], "{outcomes:?}");
+    let stored: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT external_id, name, notes FROM visitors ORDER BY external_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let imported = Some("Imported".to_owned());
+    assert_eq!(
+        stored,
+        [
+            ("new-1".to_owned(), imported.clone(), None),
+            ("new-2".to_owned(), imported.clone(), None),
+            ("taken".to_owned(), imported, Some("Writer".to_owned())),
+        ]
+    );
+}
