@@ -17,8 +17,9 @@ use visitor_domain::{
 };
 
 use crate::{
-    IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ImportLine, ListQuery, Order,
-    SharedStorage as SharedStore, StoreError, StoredVisitor, UpsertCondition, Upserted, Version,
+    Change, ChangeCursor, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy, Idempotent,
+    IfMatch, ImportLine, ListQuery, Order, SharedStorage as SharedStore, StoreError, StoredVisitor,
+    UpsertCondition, Upserted, Version,
 };
 
 fn new_visitor(body: Value) -> NewVisitor {
@@ -92,6 +93,69 @@ fn created(outcome: Idempotent) -> StoredVisitor {
 /// Declares the cases and, from the same list, the [`conformance_tests!`] macro that writes one
 /// test per case: a case cannot exist without running on every backend that uses the macro.
 /// `$d` is a `$` token, so that the inner macro can have metavariables of its own.
+/// The whole log from `start`, read `limit` at a time as a feed reader reads it: every change in
+/// order (a visitor's id, and whether it is gone), and the position to read on from. Read to
+/// the newest change: while changes are held back by a transaction still in flight (on
+/// PostgreSQL, any of the cluster, such as another test's), the reader asks again, as a feed
+/// reader does when `end_of_stream` is false.
+async fn read_log(
+    store: &SharedStore,
+    start: ChangeStart,
+    limit: usize,
+) -> (Vec<(i64, bool)>, ChangeCursor) {
+    let mut start = start;
+    let mut read = Vec::new();
+    let mut held = 0;
+    loop {
+        let ChangePage::Changes {
+            changes,
+            next,
+            held_back,
+        } = store.changes(start, limit).await.unwrap()
+        else {
+            panic!("the log expired at {start:?}");
+        };
+        assert!(changes.len() <= limit);
+        for change in &changes {
+            assert!(
+                change.position <= next.position,
+                "{change:?} lies beyond {next:?}"
+            );
+            assert_eq!(
+                change.visitor.as_ref().map(|v| v.id),
+                change.visitor.is_some().then_some(change.visitor_id)
+            );
+        }
+        let positions: Vec<_> = changes.iter().map(|c| c.position).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        if let ChangeStart::After(after) = start {
+            assert!(
+                positions.iter().all(|p| *p > after.position),
+                "{positions:?} after {after:?}"
+            );
+            assert!(next.position >= after.position);
+        }
+        read.extend(
+            changes
+                .iter()
+                .map(|c: &Change| (c.visitor_id.get(), c.visitor.is_none())),
+        );
+        if changes.len() < limit {
+            if !held_back {
+                return (read, next);
+            }
+            held += 1;
+            assert!(held < 1000, "changes held back for 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        start = ChangeStart::After(next);
+    }
+}
+
+fn everything() -> ChangeStart {
+    ChangeStart::After(ChangeCursor::default())
+}
+
 macro_rules! cases {
     ($d:tt $($(#[$meta:meta])* pub async fn $case:ident($store:ident: SharedStore $(,)?) $body:block)*) => {
         $($(#[$meta])* pub async fn $case($store: SharedStore) $body)*
@@ -1277,5 +1341,162 @@ pub async fn concurrent_imports_of_one_set_of_new_external_ids_create_each_once(
         .await
         .unwrap();
     assert_eq!(all.len(), 200);
+}
+
+pub async fn the_change_log_holds_each_visitors_last_change_in_order(store: SharedStore) {
+    let a = store.create(seed()).await.unwrap().id;
+    let b = store.create(NewVisitor::default()).await.unwrap().id;
+    let c = store.create(NewVisitor::default()).await.unwrap().id;
+    let (log, end) = read_log(&store, everything(), 10).await;
+    assert_eq!(log, [(a.get(), false), (b.get(), false), (c.get(), false)]);
+
+    // An update that changes something moves the visitor to the end; one that changes nothing
+    // is no change.
+    store.update(a, patch(json!({"name": "Renamed"}))).await.unwrap();
+    store.update(b, patch(json!({}))).await.unwrap();
+    store.update(c, patch(json!({"banned": false}))).await.unwrap();
+    let (log, _) = read_log(&store, everything(), 10).await;
+    assert_eq!(log, [(b.get(), false), (c.get(), false), (a.get(), false)]);
+    let (later, next) = read_log(&store, ChangeStart::After(end), 10).await;
+    assert_eq!(later, [(a.get(), false)]);
+
+    // An erasure leaves the id, without the visitor.
+    store.delete(b, &IfMatch::Any).await.unwrap();
+    let (log, _) = read_log(&store, everything(), 10).await;
+    assert_eq!(log, [(c.get(), false), (a.get(), false), (b.get(), true)]);
+    let ChangePage::Changes { changes, .. } = store.changes(ChangeStart::After(next), 10).await.unwrap() else {
+        panic!("expired")
+    };
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].visitor_id, &changes[0].visitor), (b, &None));
+    // The visitor of a change is the visitor as it is now.
+    let ChangePage::Changes { changes, .. } = store.changes(everything(), 2).await.unwrap() else {
+        panic!("expired")
+    };
+    assert_eq!(changes[1].visitor.as_ref(), Some(&store.get(a).await.unwrap()));
+    assert_eq!(changes[1].visitor.as_ref().and_then(|v| v.name.as_ref()).map(|n| n.as_str()), Some("Renamed"));
+}
+
+pub async fn a_reader_at_the_end_reads_on_from_where_it_stopped(store: SharedStore) {
+    // An empty log: nothing, and a place to read on from.
+    let ChangePage::Changes { changes, next, .. } = store.changes(everything(), 5).await.unwrap()
+    else {
+        panic!("expired")
+    };
+    assert!(changes.is_empty());
+    let ChangePage::Changes {
+        changes,
+        next: again,
+        ..
+    } = store.changes(ChangeStart::After(next), 5).await.unwrap() else {
+        panic!("expired")
+    };
+    assert!(changes.is_empty());
+    // An empty page keeps the reader where it is, or moves it past changes that cannot come
+    // any more (the Postgres log's horizon).
+    assert!(again.position >= next.position);
+    let mut made = Vec::new();
+    for _ in 0..7 {
+        made.push((store.create(NewVisitor::default()).await.unwrap().id.get(), false));
+    }
+    // Pages of 3: 3, 3, 1; each page on from the last.
+    let (log, end) = read_log(&store, ChangeStart::After(next), 3).await;
+    assert_eq!(log, made);
+    let (nothing, same) = read_log(&store, ChangeStart::After(end), 3).await;
+    assert!(nothing.is_empty());
+    assert!(same.position >= end.position);
+    let last = store.create(NewVisitor::default()).await.unwrap().id;
+    let (log, _) = read_log(&store, ChangeStart::After(end), 3).await;
+    assert_eq!(log, [(last.get(), false)]);
+}
+
+pub async fn since_a_time_gives_the_visitors_changed_at_or_after_it(store: SharedStore) {
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let a = store.create(NewVisitor::default()).await.unwrap().id;
+    let (log, _) = read_log(&store, ChangeStart::Since(before), 10).await;
+    assert_eq!(log, [(a.get(), false)]);
+    let (log, _) = read_log(&store, ChangeStart::Since(chrono::DateTime::UNIX_EPOCH), 10).await;
+    assert_eq!(log, [(a.get(), false)]);
+    // Nothing since a time to come; reading on from there finds what happens next.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(3600);
+    let (log, next) = read_log(&store, ChangeStart::Since(later), 10).await;
+    assert!(log.is_empty());
+    let b = store.create(NewVisitor::default()).await.unwrap().id;
+    let (log, _) = read_log(&store, ChangeStart::After(next), 10).await;
+    assert_eq!(log, [(b.get(), false)]);
+}
+
+pub async fn purging_erasures_expires_the_readers_behind_them(store: SharedStore) {
+    let a = store.create(NewVisitor::default()).await.unwrap().id;
+    let b = store.create(NewVisitor::default()).await.unwrap().id;
+    let (_, before_erasure) = read_log(&store, everything(), 10).await;
+    store.delete(a, &IfMatch::Any).await.unwrap();
+    let c = store.create(NewVisitor::default()).await.unwrap().id;
+    let (_, after_erasure) = read_log(&store, everything(), 10).await;
+
+    // Erasures newer than the cutoff stay.
+    let past = chrono::Utc::now() - chrono::Duration::seconds(3600);
+    assert_eq!(store.purge_erasures(past).await.unwrap(), 0);
+    assert!(matches!(store.changes(everything(), 10).await.unwrap(), ChangePage::Changes { .. }));
+
+    let future = chrono::Utc::now() + chrono::Duration::seconds(3600);
+    assert_eq!(store.purge_erasures(future).await.unwrap(), 1);
+    assert_eq!(store.purge_erasures(future).await.unwrap(), 0);
+    for start in [everything(), ChangeStart::After(before_erasure)] {
+        assert_eq!(store.changes(start, 10).await.unwrap(), ChangePage::Expired, "{start:?}");
+    }
+    // A reader past the erasure goes on; one from a time starts again, without the erased.
+    let (log, _) = read_log(&store, ChangeStart::After(after_erasure), 10).await;
+    assert!(log.is_empty());
+    let (log, _) = read_log(&store, ChangeStart::Since(chrono::DateTime::UNIX_EPOCH), 10).await;
+    assert_eq!(log, [(b.get(), false), (c.get(), false)]);
+}
+
+pub async fn every_kind_of_write_is_a_change(store: SharedStore) {
+    let key = IdempotencyKey { owner: "owner".into(), key: "k".into() };
+    let Idempotent::Created(idempotent) = store
+        .create_idempotent(&key, &BodyFingerprint::of(&serde_json::Map::new()), &IdempotencyPolicy::default(), NewVisitor::default())
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    let upserted = store
+        .create_or_update(upsert(json!({"external_id": "u"})), &UpsertCondition::None)
+        .await
+        .unwrap()
+        .into_visitor()
+        .id
+        .get();
+    let outcomes = store
+        .import(vec![
+            ImportLine::Create(NewVisitor::default()),
+            ImportLine::Upsert(upsert(json!({"external_id": "i"}))),
+            ImportLine::Upsert(upsert(json!({"external_id": "i", "name": "Changed"}))),
+            ImportLine::Upsert(upsert(json!({"external_id": "u", "name": "Changed"}))),
+            // Unchanged, and a refused line: no change.
+            ImportLine::Upsert(upsert(json!({"external_id": "i", "name": "Changed"}))),
+            ImportLine::Upsert(upsert(json!({"external_id": "i", "notes": "other"}))),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<i64> = outcomes
+        .iter()
+        .map(|outcome| outcome.as_ref().map_or(0, |upserted| upserted.visitor().id.get()))
+        .collect();
+    let (log, _) = read_log(&store, everything(), 100).await;
+    let changed: Vec<i64> = log.iter().map(|(id, _)| *id).collect();
+    assert_eq!(changed, [idempotent.id.get(), ids[0], ids[1], upserted]);
+    // An update through create_or_update moves the visitor to the end.
+    store
+        .create_or_update(upsert(json!({"external_id": "u", "name": "Again"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    store
+        .create_or_update(upsert(json!({"external_id": "i", "name": "Changed"})), &UpsertCondition::None)
+        .await
+        .unwrap();
+    let (log, _) = read_log(&store, everything(), 100).await;
+    assert_eq!(log.last(), Some(&(upserted, false)));
 }
 }

@@ -12,6 +12,7 @@
 //! A crate that implements the traits, or uses only the in-memory store, depends on this one
 //! with `default-features = false` and compiles without sqlx.
 
+mod changes;
 mod memory;
 #[cfg(feature = "postgres")]
 mod pg_pool;
@@ -37,6 +38,7 @@ use visitor_domain::{
     VisitorUpsert,
 };
 
+pub use changes::{Change, ChangeCursor, ChangeLog, ChangePage, ChangePosition, ChangeStart};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};
@@ -416,11 +418,11 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
 /// Idempotency records shared by every worker of a service.
 pub type SharedIdempotencyStore = Arc<dyn IdempotencyStore>;
 
-/// A backend: visitors, the idempotency records of their creates, and its operations, over one
-/// storage.
-pub trait Storage: VisitorStore + IdempotencyStore + Operations {}
+/// A backend: visitors, the idempotency records of their creates, the log of their changes, and
+/// its operations, over one storage.
+pub trait Storage: VisitorStore + IdempotencyStore + ChangeLog + Operations {}
 
-impl<T: VisitorStore + IdempotencyStore + Operations + ?Sized> Storage for T {}
+impl<T: VisitorStore + IdempotencyStore + ChangeLog + Operations + ?Sized> Storage for T {}
 
 /// A backend shared by every worker of a service.
 pub type SharedStorage = Arc<dyn Storage>;

@@ -12,8 +12,12 @@
 //! large enough for its rehash to pause creates, and a visitor created under a key keeps that key
 //! in its slot, so erasing it finds its record without a scan.
 //!
+//! The change log ([`MemoryLog`]) is written while the visitor's shard is held, so a change and
+//! its entry are one step: a feed reader that finds the entry and then reads the visitor sees
+//! the change.
+//!
 //! Locks are taken in one order: an idempotency record shard, then an external-id index shard,
-//! then a visitor shard.
+//! then a visitor shard, then the change log.
 
 use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
@@ -24,14 +28,16 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use std::time::Instant;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use visitor_domain::{
     BodyFingerprint, Created, ExternalId, NewVisitor, VisitorId, VisitorPatch, VisitorUpsert,
 };
 
+use crate::changes::MemoryLog;
 use crate::{
-    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine,
-    ImportOutcome, ListQuery, Operations, Order, StoreError, StoredVisitor, UpsertCondition,
-    Upserted, Version, VisitorStore,
+    Change, ChangeLog, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy,
+    IdempotencyStore, Idempotent, IfMatch, ImportLine, ImportOutcome, ListQuery, Operations, Order,
+    StoreError, StoredVisitor, UpsertCondition, Upserted, Version, VisitorStore,
 };
 
 const SHARDS: usize = 16;
@@ -47,6 +53,7 @@ pub struct MemoryStore<S = RandomState> {
     hasher: S,
     last_id: AtomicI64,
     records: [Mutex<HashMap<IdempotencyKey, Record>>; RECORD_SHARDS],
+    changes: Mutex<MemoryLog>,
 }
 
 /// The slots of a shard, in chunks of [`CHUNK`].
@@ -205,6 +212,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             hasher,
             last_id: AtomicI64::new(0),
             records: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            changes: Mutex::new(MemoryLog::default()),
         }
     }
 
@@ -249,10 +257,12 @@ impl<S: BuildHasher> MemoryStore<S> {
             version: Version::FIRST,
         };
         let (shard, slot) = place(id);
-        *write(&self.shards[shard]).slot(slot) = Some(Slot {
+        let mut shard = write(&self.shards[shard]);
+        *shard.slot(slot) = Some(Slot {
             stored: stored.clone(),
             key: key.map(|key| Box::new(key.clone())),
         });
+        self.record(id, false);
         Ok(stored)
     }
 
@@ -312,7 +322,13 @@ impl<S: BuildHasher> MemoryStore<S> {
         }
         stored.visitor = next;
         stored.version = stored.version.next();
+        self.record(id, false);
         Ok(Upserted::Updated(stored.clone()))
+    }
+
+    /// Records a change of the visitor `id` in the log; the caller holds its shard.
+    fn record(&self, id: VisitorId, erased: bool) {
+        lock(&self.changes).record(id, erased);
     }
 
     fn index_shard(&self, hash: u64) -> MutexGuard<'_, ExternalIdIndex> {
@@ -358,6 +374,34 @@ impl<S: BuildHasher> MemoryStore<S> {
 }
 
 #[async_trait]
+impl<S: BuildHasher + Send + Sync + std::fmt::Debug> ChangeLog for MemoryStore<S> {
+    async fn changes(&self, start: ChangeStart, limit: usize) -> Result<ChangePage, StoreError> {
+        let Some((entries, next)) = lock(&self.changes).read(start, limit) else {
+            return Ok(ChangePage::Expired);
+        };
+        // Each visitor read after its entry: as it is now, or gone.
+        let changes = entries
+            .into_iter()
+            .map(|(position, entry)| Change {
+                position,
+                visitor_id: entry.visitor_id,
+                changed_at: entry.changed_at,
+                visitor: self.with_visitor(entry.visitor_id, StoredVisitor::clone),
+            })
+            .collect();
+        Ok(ChangePage::Changes {
+            changes,
+            next,
+            held_back: false,
+        })
+    }
+
+    async fn purge_erasures(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(lock(&self.changes).purge_erasures(before))
+    }
+}
+
+#[async_trait]
 impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStore<S> {
     async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
         self.create_now(new, None)
@@ -388,6 +432,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
         if next != stored.visitor {
             stored.visitor = next;
             stored.version = stored.version.next();
+            self.record(id, false);
         }
         Ok(stored.clone())
     }
@@ -417,6 +462,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
             return Err(StoreError::PreconditionFailed);
         }
         *slot = None;
+        self.record(id, true);
         if let (Some(index), Some(hash)) = (index.as_mut(), hash) {
             index.remove(hash, id);
         }

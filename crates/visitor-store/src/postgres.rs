@@ -19,10 +19,10 @@ use visitor_domain::{
 use crate::pg_pool::{Lease, Pool, PoolOptions};
 use crate::sqlstate::spends_connection;
 use crate::{
-    ActiveToken, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch,
-    ImportLine, ImportOutcome, ListQuery, Operations, Order, PoolStatus, Role, StoreError,
-    StoredVisitor, TokenDigest, TokenRecord, TokenStore, UpsertCondition, Upserted, Version,
-    VisitorStore,
+    ActiveToken, Change, ChangeCursor, ChangeLog, ChangePage, ChangePosition, ChangeStart,
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine,
+    ImportOutcome, ListQuery, Operations, Order, PoolStatus, Role, StoreError, StoredVisitor,
+    TokenDigest, TokenRecord, TokenStore, UpsertCondition, Upserted, Version, VisitorStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -789,6 +789,153 @@ fn verdict(
         return Ok(Idempotent::Mismatch);
     }
     Ok(Idempotent::Replay(recorded_answer(&answer, version)?))
+}
+
+/// `xid8` and `bigint` as the feed's positions carry them: both fit in 63 bits (a transaction
+/// id is its epoch above 32 bits of id, and the epoch is tiny).
+fn as_column(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::internal("a change position out of range"))
+}
+
+fn from_column(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::internal("a negative change position"))
+}
+
+/// Reads the log as migration `20261209000001` explains: only the entries of transactions older
+/// than every one still in flight, in (transaction, sequence) order, in the statement that
+/// also reads the horizon and whether the start has expired (one snapshot).
+#[async_trait]
+impl ChangeLog for PgStore {
+    #[tracing::instrument(level = "debug", name = "store.changes", skip(self))]
+    async fn changes(&self, start: ChangeStart, limit: usize) -> Result<ChangePage, StoreError> {
+        self.migrate().await?;
+        let (after, since) = match start {
+            ChangeStart::After(cursor) => (cursor, DateTime::UNIX_EPOCH),
+            ChangeStart::Since(time) => (ChangeCursor::default(), time.max(DateTime::UNIX_EPOCH)),
+        };
+        let statement = sqlx::query(
+            "WITH horizon AS (
+                 SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+                        $5 <> p.purges AND ($1::text::xid8, $2::bigint)
+                            < (p.transaction, p.sequence) AS expired,
+                        p.purges
+                 FROM visitor_change_purges AS p
+             ), held AS (
+                 SELECT EXISTS (SELECT 1 FROM visitor_changes
+                                WHERE transaction >= (SELECT xmin FROM horizon)) AS held_back
+             ), page AS (
+                 SELECT c.transaction, c.sequence, c.visitor_id, c.changed_at,
+                        v.id, v.name, v.email, v.phone, v.notes, v.external_id, v.banned,
+                        v.created, v.version
+                 FROM visitor_changes AS c LEFT JOIN visitors AS v ON v.id = c.visitor_id
+                 WHERE (c.transaction, c.sequence) > ($1::text::xid8, $2::bigint)
+                   AND c.transaction < (SELECT xmin FROM horizon)
+                   AND c.changed_at >= $3
+                 ORDER BY c.transaction, c.sequence
+                 LIMIT $4
+             )
+             SELECT h.xmin::text::bigint, h.expired, (SELECT held_back FROM held), h.purges,
+                    page.transaction::text::bigint,
+                    page.sequence, page.visitor_id, page.changed_at, page.id, page.name,
+                    page.email, page.phone, page.notes, page.external_id, page.banned,
+                    page.created, page.version
+             FROM horizon AS h LEFT JOIN page ON true
+             ORDER BY page.transaction, page.sequence",
+        )
+        .bind(as_column(after.position.transaction)?)
+        .bind(as_column(after.position.sequence)?)
+        .bind(since)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(as_column(after.purges)?);
+        let rows = on_connection!(self, |connection| statement.fetch_all(connection))
+            .map_err(translate)?;
+        let Some(first) = rows.first() else {
+            return Err(StoreError::internal("the change log has no purge row"));
+        };
+        // Only a cursor expires: a start from a time begins after every purge.
+        let expired: bool = first.try_get_unchecked(1).map_err(translate)?;
+        if expired && matches!(start, ChangeStart::After(_)) {
+            return Ok(ChangePage::Expired);
+        }
+        let horizon = from_column(first.try_get_unchecked::<i64, _>(0).map_err(translate)?)?;
+        let held_back: bool = first.try_get_unchecked(2).map_err(translate)?;
+        let purges = from_column(first.try_get_unchecked(3).map_err(translate)?)?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(transaction) = row
+                .try_get_unchecked::<Option<i64>, _>(4)
+                .map_err(translate)?
+            else {
+                continue;
+            };
+            let visitor_id: i64 = row.try_get_unchecked(6).map_err(translate)?;
+            let exists: Option<i64> = row.try_get_unchecked(8).map_err(translate)?;
+            let visitor = match exists {
+                Some(_) => Some(
+                    VisitorRow::decode_from(row, 8)
+                        .map_err(translate)?
+                        .try_into()?,
+                ),
+                None => None,
+            };
+            changes.push(Change {
+                position: ChangePosition {
+                    transaction: from_column(transaction)?,
+                    sequence: from_column(row.try_get_unchecked(5).map_err(translate)?)?,
+                },
+                visitor_id: VisitorId::new(visitor_id).map_err(|_| {
+                    StoreError::internal(format!("the change log names visitor {visitor_id}"))
+                })?,
+                changed_at: row.try_get_unchecked(7).map_err(translate)?,
+                visitor,
+            });
+        }
+        // With no change found, every entry to come belongs to a transaction at or above the
+        // horizon: read on from just before it.
+        let position = changes.last().map_or_else(
+            || {
+                after.position.max(ChangePosition {
+                    transaction: horizon.saturating_sub(1),
+                    sequence: i64::MAX as u64,
+                })
+            },
+            |change| change.position,
+        );
+        let next = ChangeCursor { position, purges };
+        Ok(ChangePage::Changes {
+            changes,
+            next,
+            held_back,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.purge_erasures", skip(self))]
+    async fn purge_erasures(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.migrate().await?;
+        let statement = sqlx::query(
+            "WITH purged AS (
+                 DELETE FROM visitor_changes WHERE erased AND changed_at < $1
+                 RETURNING transaction, sequence
+             ), moved AS (
+                 UPDATE visitor_change_purges AS p
+                 SET (transaction, sequence) = (
+                         SELECT CASE WHEN later THEN l.transaction ELSE p.transaction END,
+                                CASE WHEN later THEN l.sequence ELSE p.sequence END
+                         FROM (SELECT (l.transaction, l.sequence)
+                                      > (p.transaction, p.sequence) AS later) AS c),
+                     purges = p.purges + 1
+                 FROM (SELECT transaction, sequence FROM purged
+                       ORDER BY transaction DESC, sequence DESC LIMIT 1) AS l
+             )
+             SELECT count(*) FROM purged",
+        )
+        .bind(before);
+        let purged: i64 = on_connection!(self, |connection| statement.fetch_one(connection))
+            .map_err(translate)?
+            .try_get_unchecked(0)
+            .map_err(translate)?;
+        from_column(purged)
+    }
 }
 
 #[async_trait]

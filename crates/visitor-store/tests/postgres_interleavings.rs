@@ -1,7 +1,8 @@
 //! Interleavings the conformance suite's races may or may not produce, made to happen here with
 //! a transaction held open: the Postgres idempotent create when a concurrent call records the
 //! key between its look and its insert, and an import whose new `external_id` a concurrent
-//! writer inserts between the import's look and its insert.
+//! writer inserts between the import's look and its insert; and the change log's trap (a
+//! transaction that drew an earlier position committing after a later one was read).
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,8 +13,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use visitor_domain::{BodyFingerprint, Name, NewVisitor, VisitorUpsert};
 use visitor_store::{
-    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, ImportLine, PgStore, Upserted,
-    VisitorStore,
+    ChangeCursor, ChangeLog, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy,
+    IdempotencyStore, Idempotent, ImportLine, PgStore, Upserted, VisitorStore,
 };
 
 /// Sessions of this database waiting for a lock.
@@ -149,4 +150,119 @@ async fn an_import_whose_new_external_id_a_concurrent_writer_takes_updates_that_
             ("taken".to_owned(), imported, Some("Writer".to_owned())),
         ]
     );
+}
+
+/// Reads the change log from `cursor` to the newest change it may hand out, as a feed reader
+/// does: the visitors in order, and where to read on. While changes are held back by another
+/// test's transaction (the horizon is the cluster's), it asks again.
+async fn read_on(store: &PgStore, mut cursor: ChangeCursor) -> (Vec<i64>, ChangeCursor) {
+    let mut read = Vec::new();
+    let mut polls = 0;
+    loop {
+        let ChangePage::Changes {
+            changes,
+            next,
+            held_back,
+        } = store
+            .changes(ChangeStart::After(cursor), 100)
+            .await
+            .unwrap()
+        else {
+            panic!("expired")
+        };
+        read.extend(changes.iter().map(|change| change.visitor_id.get()));
+        cursor = next;
+        if changes.is_empty() && !held_back {
+            return (read, cursor);
+        }
+        polls += usize::from(changes.is_empty());
+        assert!(polls < 1000, "changes held back for 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn transaction_id(transaction: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(transaction)
+        .await
+        .unwrap()
+}
+
+async fn insert_visitor(transaction: &mut sqlx::PgConnection, name: &str) -> (i64, i64) {
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO visitors (name, created) VALUES ($1, now()) RETURNING id")
+            .bind(name)
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+    let sequence: i64 =
+        sqlx::query_scalar("SELECT sequence FROM visitor_changes WHERE visitor_id = $1")
+            .bind(id)
+            .fetch_one(transaction)
+            .await
+            .unwrap();
+    (id, sequence)
+}
+
+/// The trap: `held` draws the earlier sequence number, `early` commits a later one first, and a
+/// reader reads it. A reader ordered by sequence alone would now stand past `held`'s change and
+/// skip it for ever; this one gets it once `held` commits.
+#[sqlx::test(migrations = false)]
+async fn a_change_committed_after_a_later_one_was_read_is_not_skipped(pool: PgPool) {
+    let store = PgStore::from_pool(&pool);
+    store.migrate().await.unwrap();
+    // `early` takes its transaction id first, so its entry is older than the horizon while
+    // `held` is in flight; `held` then writes first.
+    let mut early = pool.begin().await.unwrap();
+    let early_transaction = transaction_id(&mut early).await;
+    let mut held = pool.begin().await.unwrap();
+    let (held_visitor, held_sequence) = insert_visitor(&mut held, "Held").await;
+    let (early_visitor, early_sequence) = insert_visitor(&mut early, "Early").await;
+    assert!(held_sequence < early_sequence);
+    assert!(early_transaction < transaction_id(&mut held).await);
+    early.commit().await.unwrap();
+
+    let (read, cursor) = read_on(&store, ChangeCursor::default()).await;
+    assert_eq!(
+        read,
+        [early_visitor],
+        "the committed change is read, the held one is not there"
+    );
+    // The reader stands past `early`'s change, whose sequence number is above `held`'s.
+    assert!(cursor.position.transaction >= early_transaction as u64);
+
+    held.commit().await.unwrap();
+    let (read, _) = read_on(&store, cursor).await;
+    assert_eq!(
+        read,
+        [held_visitor],
+        "the change committed last is read after the cursor"
+    );
+}
+
+/// The other order: `held` is older and still in flight, so a change committed after it waits
+/// behind it (the page says changes are held back) and both come once it commits.
+#[sqlx::test(migrations = false)]
+async fn a_change_waits_behind_an_older_transaction_still_in_flight(pool: PgPool) {
+    let store = PgStore::from_pool(&pool);
+    store.migrate().await.unwrap();
+    let mut held = pool.begin().await.unwrap();
+    let (held_visitor, _) = insert_visitor(&mut held, "Held").await;
+    let later = store.create(NewVisitor::default()).await.unwrap().id.get();
+
+    let ChangePage::Changes {
+        changes, held_back, ..
+    } = store
+        .changes(ChangeStart::After(ChangeCursor::default()), 100)
+        .await
+        .unwrap()
+    else {
+        panic!("expired")
+    };
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(held_back, "the later change is there, waiting");
+
+    held.commit().await.unwrap();
+    let (read, _) = read_on(&store, ChangeCursor::default()).await;
+    assert_eq!(read, [held_visitor, later]);
 }
