@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod bringing_in;
+mod changes;
 mod concurrency;
 mod conditional;
 mod delete;

@@ -1,4 +1,5 @@
-"""The other half of `schemathesis.toml`: the statuses it accepts (400 on List, 412 on Update,
+"""The other half of `schemathesis.toml`: the statuses it accepts (400 on List and the change
+feed, 412 on Update,
 Delete and Create or Update, 422 on Create and Create or Update, for schema-valid requests; 412
 on Update, Delete and Create or Update for schema-violating ones too) are accepted only as the
 refusal of the input no schema can validate. Any such answer for another reason fails the
@@ -9,6 +10,7 @@ import json
 import schemathesis
 
 CURSORS = {"page[after]", "page[before]"}
+FEED_START = {"start_time", "cursor"}
 
 # Import Visitors takes `application/x-ndjson`, a text body schemathesis has no serializer for
 # (it would report every case of the operation as not serialisable): it goes on the wire as
@@ -36,7 +38,8 @@ def _schema_valid(case):
 
 @schemathesis.check
 def refusals_accepted_by_config_are_the_documented_ones(ctx, response, case):
-    """A 400 to a schema-valid List names only cursors; a 412 on Update or Delete is
+    """A 400 to a schema-valid List names only cursors, one to the change feed only its start
+    (a made-up cursor, or both or neither of start_time and cursor); a 412 on Update or Delete is
     PreconditionFailed and comes with `If-Match`; a 422 to a schema-valid Create is
     IdempotencyKeyMismatch and comes with `Idempotency-Key`."""
     operation = (case.operation.definition.raw.get("operationId") or "").removesuffix("Legacy")
@@ -47,6 +50,13 @@ def refusals_accepted_by_config_are_the_documented_ones(ctx, response, case):
         sent = {key for key in (case.query or {}) if key in CURSORS}
         if body.get("error") != "BadRequest" or not named or not named <= sent:
             raise AssertionError(f"400 on List for something other than a cursor: {body}")
+    elif operation == "listVisitorChanges" and status == 400 and _schema_valid(case):
+        named = set(body.get("details") or {})
+        sent = {key for key in (case.query or {}) if key in FEED_START}
+        # A made-up cursor is refused by name; so is sending both, or neither.
+        allowed = {"cursor"} if sent == {"cursor"} else FEED_START if sent != {"start_time"} else set()
+        if body.get("error") != "BadRequest" or not named or not named <= allowed:
+            raise AssertionError(f"400 on the change feed for something other than its start: {body}")
     elif operation in ("updateVisitor", "deleteVisitor", "createOrUpdateVisitor") and status == 412:
         if body.get("error") != "PreconditionFailed" or _header(case, "If-Match") is None:
             raise AssertionError(f"412 without If-Match, or not PreconditionFailed: {body}")

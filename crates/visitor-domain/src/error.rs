@@ -30,6 +30,8 @@ pub enum ErrorCode {
     OutOfRange,
     /// A key that must be given is missing or `null` (e.g. `external_id` of create-or-update).
     Required,
+    /// A cursor older than what is kept (e.g. a change feed cursor behind purged erasures).
+    Expired,
 }
 
 impl ErrorCode {
@@ -45,6 +47,7 @@ impl ErrorCode {
             Self::Duplicate => "Duplicate",
             Self::OutOfRange => "OutOfRange",
             Self::Required => "Required",
+            Self::Expired => "Expired",
         }
     }
 }
@@ -167,7 +170,7 @@ impl std::error::Error for ValidationErrors {}
 mod tests {
     use super::*;
 
-    const ALL: [(ErrorCode, &str); 8] = [
+    const ALL: [(ErrorCode, &str); 10] = [
         (ErrorCode::Blank, "Blank"),
         (ErrorCode::TooLong, "TooLong"),
         (ErrorCode::InvalidFormat, "InvalidFormat"),
@@ -176,6 +179,8 @@ mod tests {
         (ErrorCode::UnknownField, "UnknownField"),
         (ErrorCode::Duplicate, "Duplicate"),
         (ErrorCode::OutOfRange, "OutOfRange"),
+        (ErrorCode::Required, "Required"),
+        (ErrorCode::Expired, "Expired"),
     ];
 
     #[test]

@@ -3,6 +3,7 @@
 //! layer looks anything up by type or falls back when it is missing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use visitor_store::{IdempotencyPolicy, SharedStorage};
 
@@ -18,6 +19,8 @@ pub(crate) struct AppContext {
     pub(crate) store: SharedStorage,
     /// How long the answers of idempotent creates are kept.
     pub(crate) idempotency: IdempotencyPolicy,
+    /// How long erasures stay in the change feed (§10.1).
+    pub(crate) change_retention: Duration,
     /// The tokens accepted.
     pub(crate) tokens: TokenRegistry,
     /// The rate limits (§8.5).

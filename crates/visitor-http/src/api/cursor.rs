@@ -1,18 +1,19 @@
-//! List's opaque cursors: a position in a keyset walk (a visitor id), bound to the filters and
-//! the sort it was made with, and checked so a mangled or edited cursor is refused.
+//! Opaque cursors, checked so a mangled or edited cursor is refused: [`seal`] and [`unseal`]
+//! write and read any of them (a format byte, the content, and the first 8 bytes of a digest
+//! of both, as lowercase hex); List's cursors are a position in a keyset walk (a visitor id),
+//! bound to the filters and the sort it was made with; the change feed's are in
+//! [`crate::api::changes`].
 //!
-//! A cursor is 25 bytes written as 50 hex digits: a format byte, the id (8 bytes), the first 8
-//! bytes of a digest of the sort and filters, and the first 8 bytes of a digest of all that.
-//! The checksum catches edits and corruption; it is not a secret (a cursor is only a position,
-//! and reveals nothing a page does not show).
+//! A List cursor is 25 bytes written as 50 hex digits: the format byte, the id (8 bytes), the
+//! first 8 bytes of a digest of the sort and filters, and the checksum. The checksum catches
+//! edits and corruption; it is not a secret (a cursor is only a position, and reveals nothing a
+//! page does not show).
 
 use sha2::{Digest, Sha256};
 use visitor_domain::{VisitorFilter, VisitorId};
 
 const FORMAT: u8 = 1;
 const LEN: usize = 25;
-/// How long a cursor is, in characters.
-pub const CURSOR_CHARS: usize = LEN * 2;
 
 /// What a cursor is bound to: the sort and the filters of the list it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,8 @@ impl Binding {
     }
 }
 
-fn first_eight(bytes: &[u8]) -> [u8; 8] {
+/// The first eight bytes of `bytes` (which has at least eight).
+pub fn first_eight(bytes: &[u8]) -> [u8; 8] {
     let mut out = [0; 8];
     out.copy_from_slice(&bytes[..8]);
     out
@@ -41,15 +43,38 @@ fn checksum(body: &[u8]) -> [u8; 8] {
     first_eight(&hasher.finalize())
 }
 
-/// The cursor of the position `id` in the list bound to `binding`.
-pub fn encode(id: VisitorId, binding: Binding) -> String {
-    let mut bytes = Vec::with_capacity(LEN);
-    bytes.push(FORMAT);
-    bytes.extend_from_slice(&id.get().to_be_bytes());
-    bytes.extend_from_slice(&binding.0);
+/// The cursor of `content` in format `format`: the format byte, the content and its checksum,
+/// as lowercase hex.
+pub fn seal(format: u8, content: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(content.len() + 9);
+    bytes.push(format);
+    bytes.extend_from_slice(content);
     let check = checksum(&bytes);
     bytes.extend_from_slice(&check);
     hex::encode(bytes)
+}
+
+/// The content of a cursor [`seal`]ed in `format` with `len` bytes of content; `None` when it
+/// is not one (another length or format, not lowercase hex, or altered).
+pub fn unseal(cursor: &str, format: u8, len: usize) -> Option<Vec<u8>> {
+    if cursor.len() != (len + 9) * 2
+        || !cursor
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    let bytes = hex::decode(cursor).ok()?;
+    let (body, check) = bytes.split_at(len + 1);
+    (body[0] == format && checksum(body) == check).then(|| body[1..].to_vec())
+}
+
+/// The cursor of the position `id` in the list bound to `binding`.
+pub fn encode(id: VisitorId, binding: Binding) -> String {
+    let mut content = Vec::with_capacity(LEN - 9);
+    content.extend_from_slice(&id.get().to_be_bytes());
+    content.extend_from_slice(&binding.0);
+    seal(FORMAT, &content)
 }
 
 /// Why a cursor is refused.
@@ -63,21 +88,10 @@ pub enum CursorError {
 
 /// The position a cursor holds, when it is intact and made for `binding`.
 pub fn decode(cursor: &str, binding: Binding) -> Result<VisitorId, CursorError> {
-    if cursor.len() != CURSOR_CHARS
-        || !cursor
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(CursorError::Malformed);
-    }
-    let bytes = hex::decode(cursor).map_err(|_| CursorError::Malformed)?;
-    let (body, check) = bytes.split_at(LEN - 8);
-    if body[0] != FORMAT || checksum(body) != check {
-        return Err(CursorError::Malformed);
-    }
-    let id = i64::from_be_bytes(first_eight(&body[1..9]));
+    let content = unseal(cursor, FORMAT, LEN - 9).ok_or(CursorError::Malformed)?;
+    let id = i64::from_be_bytes(first_eight(&content[..8]));
     let id = VisitorId::new(id).map_err(|_| CursorError::Malformed)?;
-    if body[9..17] != binding.0 {
+    if content[8..16] != binding.0 {
         return Err(CursorError::Mismatched);
     }
     Ok(id)
@@ -96,7 +110,7 @@ mod tests {
         let binding = Binding::new(false, &filter(&[("banned", "true")]));
         let id = VisitorId::new(987_654_321).unwrap();
         let cursor = encode(id, binding);
-        assert_eq!(cursor.len(), CURSOR_CHARS);
+        assert_eq!(cursor.len(), LEN * 2);
         assert_eq!(decode(&cursor, binding), Ok(id));
     }
 

@@ -6,10 +6,11 @@ use actix_web::http::header;
 use actix_web::web::Data;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
-use visitor_domain::{ErrorCode, FieldError, ValidationErrors, Visitor, VisitorFilter, VisitorId};
+use visitor_domain::{ErrorCode, ValidationErrors, Visitor, VisitorFilter, VisitorId};
 use visitor_store::{ListQuery, Order, StoredVisitor};
 
 use crate::api::cursor::{self, Binding, CursorError};
+use crate::api::query::{self, problem};
 use crate::context::AppContext;
 use crate::http::error::ApiError;
 
@@ -44,16 +45,10 @@ pub struct ListRequest {
     cursor: Option<VisitorId>,
 }
 
-fn problem(errors: &mut ValidationErrors, key: &str, code: ErrorCode, description: String) {
-    errors.add(key, FieldError::new(code, description));
-}
-
 impl ListRequest {
     /// Parses a query string; every offending parameter is named.
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|error| {
-            ApiError::BadRequest(format!("the query string is malformed: {error}"))
-        })?;
+        let pairs = query::pairs(query)?;
         let mut errors = ValidationErrors::new();
         let mut seen: Vec<&str> = Vec::new();
         let mut filter_pairs = Vec::new();

@@ -1,5 +1,5 @@
-//! The resources, one module each: the visitors (and their list with its cursors) and the
-//! operator's probes and metrics; and the route table that mounts them. A handler parses the
+//! The resources, one module each: the visitors (and their list with its cursors), the change
+//! feed, and the operator's probes and metrics; and the route table that mounts them. A handler parses the
 //! request, calls the store through the application context, and answers.
 
 use actix_web::web::{self, ServiceConfig};
@@ -8,16 +8,22 @@ use actix_web::HttpResponse;
 use crate::http::error::ApiError;
 use crate::http::route::{resource, RouteTemplate, LEGACY_VISITORS_PATH, VISITORS_PATH};
 
+pub(crate) mod changes;
 pub(crate) mod cursor;
 pub(crate) mod import;
 pub(crate) mod list;
 pub(crate) mod operations;
+pub(crate) mod query;
 pub(crate) mod schemas;
 pub(crate) mod visitors;
 
 const COLLECTION_METHODS: &str = "GET, POST";
 const ITEM_METHODS: &str = "GET, PUT, DELETE";
 const POST_ONLY: &str = "POST";
+const GET_ONLY: &str = "GET";
+
+/// The change feed (§10.1), under the current prefix only.
+pub(crate) const CHANGES_PATH: &str = "/api/v2/chat/incremental/visitors";
 
 /// Registers every route of the service except Swagger UI; `/metrics` too when `metrics_here`.
 ///
@@ -80,6 +86,13 @@ pub(crate) fn configure(cfg: &mut ServiceConfig, metrics_here: bool) {
                 ),
         );
     }
+    cfg.service(
+        resource(CHANGES_PATH)
+            .route(web::get().to(changes::list_visitor_changes))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::MethodNotAllowed(GET_ONLY))
+            })),
+    );
     cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
         .service(resource("/readyz").route(web::get().to(operations::readyz)));
     if metrics_here {

@@ -284,11 +284,43 @@ mod wire {
         prev: Option<String>,
     }
 
+    /// One page of the change feed.
+    #[derive(Debug, ToSchema)]
+    pub struct VisitorChanges {
+        /// Each visitor's last change in this page's range, in the order the changes became
+        /// visible
+        changes: Vec<VisitorChange>,
+        /// Pass it as `cursor` for the next page (also when `end_of_stream` is true, to ask
+        /// again later)
+        #[schema(pattern = r"^[0-9a-f]{66}$")]
+        after_cursor: String,
+        /// The full URL of the next page
+        after_url: String,
+        /// True when the page reached the newest change
+        end_of_stream: bool,
+    }
+
+    /// A visitor's last change.
+    #[derive(Debug, ToSchema)]
+    #[schema(example = json!({"id": 1, "deleted": false, "visitor": super::seed_visitor(), "changed_at": "2014-09-01T10:29:59Z"}))]
+    pub struct VisitorChange {
+        /// The visitor's ID
+        #[schema(format = Int64)]
+        id: i64,
+        /// True when the visitor has been erased
+        deleted: bool,
+        /// The visitor as Show Visitor answers it when the page is read; null when erased
+        visitor: Option<Visitor>,
+        /// When the change happened (RFC 3339, UTC)
+        #[schema(format = DateTime)]
+        changed_at: String,
+    }
+
     /// One problem with one key.
     #[derive(Debug, ToSchema)]
     pub struct FieldProblem {
         /// A stable code: Blank, TooLong, InvalidFormat, InvalidType, ReadOnly, UnknownField,
-        /// Duplicate, OutOfRange or Required
+        /// Duplicate, OutOfRange, Required or Expired
         error: String,
         /// A sentence for people
         description: String,

@@ -37,9 +37,9 @@ impl Background {
     }
 }
 
-/// Housekeeping every [`PURGE_INTERVAL`]: removes expired idempotency records, and forgets
-/// rate-limit state with nothing left to count. A failure is logged and the next round tries
-/// again.
+/// Housekeeping every [`PURGE_INTERVAL`]: removes expired idempotency records and the change
+/// log's erasures older than the retention, and forgets rate-limit state with nothing left to
+/// count. A failure is logged and the next round tries again.
 pub(crate) async fn maintain(context: Arc<AppContext>) {
     let mut every = tokio::time::interval(PURGE_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,6 +50,16 @@ pub(crate) async fn maintain(context: Arc<AppContext>) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency records purged"),
             Err(error) => tracing::warn!(%error, "expired idempotency records could not be purged"),
+        }
+        let before = chrono::Utc::now()
+            - chrono::TimeDelta::from_std(context.change_retention)
+                .unwrap_or(chrono::TimeDelta::MAX);
+        match context.store.purge_erasures(before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "erasures past the change retention purged"),
+            Err(error) => {
+                tracing::warn!(%error, "erasures past the change retention could not be purged")
+            }
         }
     }
 }

@@ -40,6 +40,9 @@ pub enum MetricsEndpoint {
     Off,
 }
 
+/// How long erasures stay in the change feed unless configured: 30 days (§10.1).
+pub const DEFAULT_CHANGE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// What the application is built from.
 #[derive(Debug)]
 pub struct AppSettings {
@@ -51,6 +54,8 @@ pub struct AppSettings {
     pub token_store: Option<Arc<dyn TokenStore>>,
     /// How long idempotent creates are remembered.
     pub idempotency: IdempotencyPolicy,
+    /// How long erasures stay in the change feed (§10.1).
+    pub change_retention: Duration,
     /// Requests per token (§8.5).
     pub rate_limit: RateSetting,
     /// Failed authentications per client address (§8.5).
@@ -77,6 +82,7 @@ impl AppSettings {
             tokens,
             token_store: None,
             idempotency: IdempotencyPolicy::default(),
+            change_retention: DEFAULT_CHANGE_RETENTION,
             rate_limit: RateSetting::Off,
             auth_failure_limit: RateSetting::Off,
             metrics: MetricsEndpoint::Main,
@@ -135,6 +141,7 @@ fn context(
     let context = AppContext {
         store: settings.store,
         idempotency: settings.idempotency,
+        change_retention: settings.change_retention,
         tokens: settings.tokens,
         limits,
         metrics,

@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "VISITORS_IDEMPOTENCY_TTL", default_value_t = 86_400)]
     pub idempotency_ttl: u64,
 
+    /// Seconds an erasure stays in the change feed; then it is purged, and the cursors that
+    /// had not reached it expire.
+    #[arg(long, env = "VISITORS_CHANGE_RETENTION", default_value_t = 2_592_000)]
+    pub change_retention: u64,
+
     /// Requests per token: N/s, N/min or off. Over it: 429 with Retry-After.
     #[arg(long, env = "VISITORS_RATE_LIMIT", default_value = "100/s", value_parser = rate)]
     pub rate_limit: RateSetting,
@@ -231,6 +236,11 @@ mod tests {
             ("metrics_bind", "VISITORS_METRICS_BIND", None),
             ("drain_seconds", "VISITORS_DRAIN_SECONDS", Some("0")),
             ("idempotency_ttl", "VISITORS_IDEMPOTENCY_TTL", Some("86400")),
+            (
+                "change_retention",
+                "VISITORS_CHANGE_RETENTION",
+                Some("2592000"),
+            ),
             ("trusted_proxies", "VISITORS_TRUSTED_PROXIES", None),
             ("public_url", "VISITORS_PUBLIC_URL", None),
             (

@@ -90,6 +90,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let settings = AppSettings {
         token_store,
         idempotency: config.idempotency_policy(),
+        change_retention: Duration::from_secs(config.change_retention),
         rate_limit: config.rate_limit,
         auth_failure_limit: config.auth_failure_limit,
         metrics,

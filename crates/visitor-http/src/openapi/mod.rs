@@ -27,6 +27,7 @@ use crate::api::schemas;
         crate::api::visitors::delete_visitor,
         crate::api::visitors::create_or_update_visitor,
         crate::api::import::import_visitors,
+        crate::api::changes::list_visitor_changes,
     ),
     components(schemas(
         schemas::Visitor,
@@ -39,6 +40,8 @@ use crate::api::schemas;
         schemas::ImportResultLine,
         schemas::ImportSummary,
         schemas::ImportCounts,
+        schemas::VisitorChanges,
+        schemas::VisitorChange,
         schemas::Error,
         schemas::FieldProblem
     )),
