@@ -122,14 +122,14 @@ pub(crate) struct Entry {
 
 impl MemoryLog {
     /// Records the last change of a visitor, moving its entry to the end.
-    pub fn record(&mut self, visitor_id: VisitorId, erased: bool) {
+    pub fn record(&mut self, visitor_id: VisitorId, erased: bool, changed_at: DateTime<Utc>) {
         self.last += 1;
         if let Some(previous) = self.latest.insert(visitor_id, self.last) {
             self.entries.remove(&previous);
         }
         let entry = Entry {
             visitor_id,
-            changed_at: Utc::now(),
+            changed_at,
             erased,
         };
         self.entries.insert(self.last, entry);
@@ -229,9 +229,9 @@ mod tests {
     fn a_later_change_moves_the_visitors_entry_to_the_end() {
         let mut log = MemoryLog::default();
         for n in 1..=3 {
-            log.record(id(n), false);
+            log.record(id(n), false, Utc::now());
         }
-        log.record(id(1), false);
+        log.record(id(1), false, Utc::now());
         assert_eq!(ids(&log, at(0, 0), 10), (vec![2, 3, 1], 4));
         assert_eq!(ids(&log, at(0, 0), 2), (vec![2, 3], 3));
         assert_eq!(ids(&log, at(3, 0), 10), (vec![1], 4));
@@ -242,10 +242,10 @@ mod tests {
     #[test]
     fn since_a_time_starts_at_the_first_change_at_or_after_it() {
         let mut log = MemoryLog::default();
-        log.record(id(1), false);
+        log.record(id(1), false, Utc::now());
         let between = Utc::now();
-        log.record(id(2), false);
-        log.record(id(3), true);
+        log.record(id(2), false, Utc::now());
+        log.record(id(3), true, Utc::now());
         let (page, _) = log.read(ChangeStart::Since(between), 10).unwrap();
         let got: Vec<(i64, bool)> = page
             .iter()
@@ -261,11 +261,11 @@ mod tests {
     #[test]
     fn purging_erasures_expires_the_cursors_behind_them_handed_out_before() {
         let mut log = MemoryLog::default();
-        log.record(id(1), false);
-        log.record(id(2), true);
-        log.record(id(3), false);
-        log.record(id(4), true);
-        log.record(id(5), false);
+        log.record(id(1), false, Utc::now());
+        log.record(id(2), true, Utc::now());
+        log.record(id(3), false, Utc::now());
+        log.record(id(4), true, Utc::now());
+        log.record(id(5), false, Utc::now());
         let cutoff = Utc::now() + chrono::Duration::seconds(1);
         assert_eq!(log.purge_erasures(cutoff), 2);
         assert_eq!(log.purge_erasures(cutoff), 0);
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(cursor.purges, 1);
         assert_eq!(ids(&log, ChangeStart::After(cursor), 10), (vec![3, 5], 5));
         // An erased visitor's id is recorded again only by a restore; its entry is new.
-        log.record(id(2), false);
+        log.record(id(2), false, Utc::now());
         assert_eq!(ids(&log, at(5, 1), 10), (vec![2], 6));
     }
 
@@ -288,7 +288,7 @@ mod tests {
     fn an_erasure_newer_than_the_cutoff_stays() {
         let mut log = MemoryLog::default();
         let cutoff = Utc::now();
-        log.record(id(1), true);
+        log.record(id(1), true, Utc::now());
         assert_eq!(log.purge_erasures(cutoff), 0);
         assert_eq!(ids(&log, at(0, 0), 10), (vec![1], 1));
     }

@@ -17,9 +17,10 @@ use visitor_domain::{
 };
 
 use crate::{
-    Change, ChangeCursor, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy, Idempotent,
-    IfMatch, ImportLine, ListQuery, Order, SharedStorage as SharedStore, StoreError, StoredVisitor,
-    UpsertCondition, Upserted, Version,
+    AttemptResult, Change, ChangeCursor, ChangePage, ChangeStart, Delivery, DeliveryOutcome,
+    IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ImportLine, ListQuery, NewWebhook,
+    Order, SharedStorage as SharedStore, StoreError, StoredVisitor, UpsertCondition, Upserted,
+    Version, WebhookEvent,
 };
 
 fn new_visitor(body: Value) -> NewVisitor {
@@ -154,6 +155,34 @@ async fn read_log(
 
 fn everything() -> ChangeStart {
     ChangeStart::After(ChangeCursor::default())
+}
+
+fn new_webhook(url: &str, events: &[WebhookEvent]) -> NewWebhook {
+    NewWebhook {
+        url: url.to_owned(),
+        events: events.to_vec(),
+        description: Some(format!("to {url}")),
+        secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0".to_owned(),
+    }
+}
+
+const LONG_LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What a claim gave: (webhook, event, visitor, attempt) per delivery, by webhook then visitor.
+fn claimed(deliveries: &[Delivery]) -> Vec<(i64, WebhookEvent, i64, u32)> {
+    let mut got: Vec<_> = deliveries
+        .iter()
+        .map(|d| (d.webhook_id, d.event, d.visitor_id.get(), d.attempt))
+        .collect();
+    got.sort_by_key(|(webhook, _, visitor, _)| (*webhook, *visitor));
+    got
+}
+
+fn sent(status: u16) -> Option<AttemptResult> {
+    Some(AttemptResult {
+        status: Some(status),
+        error: None,
+    })
 }
 
 macro_rules! cases {
@@ -1498,5 +1527,147 @@ pub async fn every_kind_of_write_is_a_change(store: SharedStore) {
         .unwrap();
     let (log, _) = read_log(&store, everything(), 100).await;
     assert_eq!(log.last(), Some(&(upserted, false)));
+}
+
+pub async fn webhooks_are_registered_listed_shown_and_deleted(store: SharedStore) {
+    let all = [WebhookEvent::Created, WebhookEvent::Updated, WebhookEvent::Deleted];
+    let first = store.create_webhook(new_webhook("http://127.0.0.1:9/a", &all)).await.unwrap();
+    let second = store
+        .create_webhook(new_webhook("https://example.com/b", &[WebhookEvent::Deleted]))
+        .await
+        .unwrap();
+    assert!(second.id > first.id);
+    assert_eq!((first.url.as_str(), first.events.as_slice(), first.enabled), ("http://127.0.0.1:9/a", &all[..], true));
+    assert_eq!(first.description.as_deref(), Some("to http://127.0.0.1:9/a"));
+    assert!(first.secret.starts_with("whsec_"));
+    assert!((chrono::Utc::now() - first.created).num_seconds().abs() < 60);
+    assert_eq!(store.webhooks().await.unwrap(), [first.clone(), second.clone()]);
+    assert_eq!(store.webhook(second.id).await.unwrap(), second);
+    assert!(store.attempts(first.id).await.unwrap().is_empty());
+    store.delete_webhook(first.id).await.unwrap();
+    assert!(matches!(store.webhook(first.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_webhook(first.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.attempts(first.id).await, Err(StoreError::NotFound)));
+    assert_eq!(store.webhooks().await.unwrap(), [second]);
+}
+
+pub async fn each_change_is_delivered_to_each_webhook_that_takes_it_in_order(store: SharedStore) {
+    let before = store.create(NewVisitor::default()).await.unwrap().id;
+    let all = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/all", &WebhookEvent::ALL))
+        .await
+        .unwrap()
+        .id;
+    let erasures = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/erasures", &[WebhookEvent::Deleted]))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0, "changes before it are not sent");
+    let v = store.create(NewVisitor::default()).await.unwrap().id;
+    store.update(v, patch(json!({"name": "A"}))).await.unwrap();
+    store.update(v, patch(json!({"name": "A"}))).await.unwrap();
+    store.delete(v, &IfMatch::Any).await.unwrap();
+    store.update(before, patch(json!({"banned": true}))).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 5);
+
+    // One of a visitor's deliveries to a webhook at a time, the oldest first.
+    let mut order = Vec::new();
+    loop {
+        let batch = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        let pairs: std::collections::HashSet<(i64, i64)> =
+            batch.iter().map(|d| (d.webhook_id, d.visitor_id.get())).collect();
+        assert_eq!(pairs.len(), batch.len(), "two deliveries of one visitor to one webhook at once");
+        assert!(store.claim_deliveries(10, LONG_LEASE).await.unwrap().is_empty(), "claimed twice");
+        for delivery in &batch {
+            assert!(delivery.event_id.starts_with("msg_"));
+            assert_eq!(delivery.attempt, 1);
+            assert!((chrono::Utc::now() - delivery.changed_at).num_seconds().abs() < 60);
+            order.push((delivery.webhook_id, delivery.event, delivery.visitor_id.get()));
+            store.finish_delivery(delivery, DeliveryOutcome::Delivered, sent(204)).await.unwrap();
+        }
+    }
+    let of = |webhook: i64| -> Vec<(WebhookEvent, i64)> {
+        order.iter().filter(|d| d.0 == webhook).map(|d| (d.1, d.2)).collect()
+    };
+    let of_v: Vec<WebhookEvent> = of(all).iter().filter(|d| d.1 == v.get()).map(|d| d.0).collect();
+    assert_eq!(of_v, [WebhookEvent::Created, WebhookEvent::Updated, WebhookEvent::Deleted]);
+    assert!(of(all).contains(&(WebhookEvent::Updated, before.get())));
+    assert_eq!(of(erasures), [(WebhookEvent::Deleted, v.get())]);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+    let ids: std::collections::HashSet<String> = store.attempts(all).await.unwrap().into_iter().map(|a| a.event_id).collect();
+    assert_eq!(ids.len(), 4, "a webhook-id per change and webhook");
+}
+
+pub async fn a_delivery_is_claimed_again_when_its_lease_runs_out_or_its_retry_is_due(store: SharedStore) {
+    let webhook = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/", &WebhookEvent::ALL))
+        .await
+        .unwrap()
+        .id;
+    let v = store.create(NewVisitor::default()).await.unwrap().id.get();
+    // A sender that died: its lease runs out and the delivery is claimed again.
+    let first = store.claim_deliveries(10, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(claimed(&first), [(webhook, WebhookEvent::Created, v, 1)]);
+    let again = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed(&again), [(webhook, WebhookEvent::Created, v, 2)]);
+    assert_eq!(again[0].event_id, first[0].event_id, "the same webhook-id on every attempt");
+    // A failure due again at once, then one due later.
+    let failed = Some(AttemptResult { status: None, error: Some("connection refused".into()) });
+    store.finish_delivery(&again[0], DeliveryOutcome::Retry(std::time::Duration::ZERO), failed).await.unwrap();
+    let third = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed(&third), [(webhook, WebhookEvent::Created, v, 3)]);
+    store.finish_delivery(&third[0], DeliveryOutcome::Retry(LONG_LEASE), sent(500)).await.unwrap();
+    assert!(store.claim_deliveries(10, LONG_LEASE).await.unwrap().is_empty());
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1);
+    // The log: newest first, what each attempt got.
+    let log = store.attempts(webhook).await.unwrap();
+    let seen: Vec<(u32, Option<u16>, Option<&str>)> = log.iter().map(|a| (a.attempt, a.status, a.error.as_deref())).collect();
+    assert_eq!(seen, [(3, Some(500), None), (2, None, Some("connection refused"))]);
+    assert!(log.iter().all(|a| a.webhook_id == webhook && a.visitor_id.get() == v && a.event == WebhookEvent::Created));
+    // Given up: gone.
+    store.finish_delivery(&third[0], DeliveryOutcome::GaveUp, None).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+    assert_eq!(store.attempts(webhook).await.unwrap().len(), 2);
+}
+
+pub async fn a_disabled_or_deleted_webhook_gets_nothing_more(store: SharedStore) {
+    let gone = store.create_webhook(new_webhook("http://127.0.0.1:9/gone", &WebhookEvent::ALL)).await.unwrap().id;
+    let deleted = store.create_webhook(new_webhook("http://127.0.0.1:9/deleted", &WebhookEvent::ALL)).await.unwrap().id;
+    let kept = store.create_webhook(new_webhook("http://127.0.0.1:9/kept", &WebhookEvent::ALL)).await.unwrap().id;
+    let a = store.create(NewVisitor::default()).await.unwrap().id;
+    store.create(NewVisitor::default()).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 6);
+    let batch = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    let to_gone = batch.iter().find(|d| d.webhook_id == gone).unwrap();
+    store.finish_delivery(to_gone, DeliveryOutcome::Disable, sent(410)).await.unwrap();
+    assert!(!store.webhook(gone).await.unwrap().enabled);
+    store.delete_webhook(deleted).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 2, "only the kept webhook's");
+    store.update(a, patch(json!({"name": "Later"}))).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 3);
+    for delivery in batch.iter().filter(|d| d.webhook_id == kept) {
+        store.finish_delivery(delivery, DeliveryOutcome::Dropped, None).await.unwrap();
+    }
+    let rest = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed(&rest), [(kept, WebhookEvent::Updated, a.get(), 1)]);
+    assert_eq!(store.attempts(gone).await.unwrap().len(), 1);
+    assert!(store.attempts(kept).await.unwrap().is_empty(), "a dropped delivery is not an attempt");
+}
+
+pub async fn the_deliveries_log_keeps_the_latest_hundred(store: SharedStore) {
+    let webhook = store.create_webhook(new_webhook("http://127.0.0.1:9/", &WebhookEvent::ALL)).await.unwrap().id;
+    store.create(NewVisitor::default()).await.unwrap();
+    for n in 0..105u16 {
+        let delivery = store.claim_deliveries(1, LONG_LEASE).await.unwrap().remove(0);
+        store.finish_delivery(&delivery, DeliveryOutcome::Retry(std::time::Duration::ZERO), sent(500 + n % 4)).await.unwrap();
+    }
+    let log = store.attempts(webhook).await.unwrap();
+    assert_eq!(log.len(), crate::ATTEMPTS_KEPT);
+    let numbers: Vec<u32> = log.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, (6..=105).rev().collect::<Vec<u32>>());
 }
 }

@@ -17,12 +17,15 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod pg_pool;
 #[cfg(feature = "postgres")]
+mod pg_webhooks;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
 mod sqlstate;
 mod tokens;
 #[cfg(feature = "postgres")]
 mod transfer;
+mod webhooks;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -45,6 +48,10 @@ pub use postgres::{PgStore, PgStoreOptions};
 pub use tokens::{ActiveToken, Role, TokenDigest, TokenRecord, TokenStore};
 #[cfg(feature = "postgres")]
 pub use transfer::Restored;
+pub use webhooks::{
+    Attempt, AttemptResult, Delivery, DeliveryOutcome, NewWebhook, Webhook, WebhookEvent,
+    WebhookStore, ATTEMPTS_KEPT,
+};
 
 /// A boxed cause, kept for the logs.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
@@ -418,11 +425,14 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
 /// Idempotency records shared by every worker of a service.
 pub type SharedIdempotencyStore = Arc<dyn IdempotencyStore>;
 
-/// A backend: visitors, the idempotency records of their creates, the log of their changes, and
-/// its operations, over one storage.
-pub trait Storage: VisitorStore + IdempotencyStore + ChangeLog + Operations {}
+/// A backend: visitors, the idempotency records of their creates, the log of their changes, the
+/// webhooks and their deliveries, and its operations, over one storage.
+pub trait Storage: VisitorStore + IdempotencyStore + ChangeLog + WebhookStore + Operations {}
 
-impl<T: VisitorStore + IdempotencyStore + ChangeLog + Operations + ?Sized> Storage for T {}
+impl<T: VisitorStore + IdempotencyStore + ChangeLog + WebhookStore + Operations + ?Sized> Storage
+    for T
+{
+}
 
 /// A backend shared by every worker of a service.
 pub type SharedStorage = Arc<dyn Storage>;

@@ -17,7 +17,7 @@
 //! the change.
 //!
 //! Locks are taken in one order: an idempotency record shard, then an external-id index shard,
-//! then a visitor shard, then the change log.
+//! then a visitor shard, then the change log, then the webhooks.
 
 use std::collections::hash_map::Entry;
 use std::collections::hash_map::RandomState;
@@ -34,10 +34,12 @@ use visitor_domain::{
 };
 
 use crate::changes::MemoryLog;
+use crate::webhooks::MemoryWebhooks;
 use crate::{
-    Change, ChangeLog, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy,
-    IdempotencyStore, Idempotent, IfMatch, ImportLine, ImportOutcome, ListQuery, Operations, Order,
-    StoreError, StoredVisitor, UpsertCondition, Upserted, Version, VisitorStore,
+    Attempt, AttemptResult, Change, ChangeLog, ChangePage, ChangeStart, Delivery, DeliveryOutcome,
+    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine,
+    ImportOutcome, ListQuery, NewWebhook, Operations, Order, StoreError, StoredVisitor,
+    UpsertCondition, Upserted, Version, VisitorStore, Webhook, WebhookEvent, WebhookStore,
 };
 
 const SHARDS: usize = 16;
@@ -54,6 +56,7 @@ pub struct MemoryStore<S = RandomState> {
     last_id: AtomicI64,
     records: [Mutex<HashMap<IdempotencyKey, Record>>; RECORD_SHARDS],
     changes: Mutex<MemoryLog>,
+    webhooks: Mutex<MemoryWebhooks>,
 }
 
 /// The slots of a shard, in chunks of [`CHUNK`].
@@ -213,6 +216,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             last_id: AtomicI64::new(0),
             records: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             changes: Mutex::new(MemoryLog::default()),
+            webhooks: Mutex::new(MemoryWebhooks::default()),
         }
     }
 
@@ -262,7 +266,7 @@ impl<S: BuildHasher> MemoryStore<S> {
             stored: stored.clone(),
             key: key.map(|key| Box::new(key.clone())),
         });
-        self.record(id, false);
+        self.record(id, WebhookEvent::Created);
         Ok(stored)
     }
 
@@ -322,13 +326,16 @@ impl<S: BuildHasher> MemoryStore<S> {
         }
         stored.visitor = next;
         stored.version = stored.version.next();
-        self.record(id, false);
+        self.record(id, WebhookEvent::Updated);
         Ok(Upserted::Updated(stored.clone()))
     }
 
-    /// Records a change of the visitor `id` in the log; the caller holds its shard.
-    fn record(&self, id: VisitorId, erased: bool) {
-        lock(&self.changes).record(id, erased);
+    /// Records a change of the visitor `id` in the log, and its deliveries to the webhooks that
+    /// take it; the caller holds its shard.
+    fn record(&self, id: VisitorId, event: WebhookEvent) {
+        let now = Utc::now();
+        lock(&self.changes).record(id, event == WebhookEvent::Deleted, now);
+        lock(&self.webhooks).record(id, event, now);
     }
 
     fn index_shard(&self, hash: u64) -> MutexGuard<'_, ExternalIdIndex> {
@@ -401,6 +408,58 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> ChangeLog for MemoryStore<S
     }
 }
 
+/// Deliveries from the process: lost at exit, like the visitors.
+#[async_trait]
+impl<S: BuildHasher + Send + Sync + std::fmt::Debug> WebhookStore for MemoryStore<S> {
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
+        Ok(lock(&self.webhooks).create(new))
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        Ok(lock(&self.webhooks).all())
+    }
+
+    async fn webhook(&self, id: i64) -> Result<Webhook, StoreError> {
+        lock(&self.webhooks).get(id).ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_webhook(&self, id: i64) -> Result<(), StoreError> {
+        if lock(&self.webhooks).delete(id) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn claim_deliveries(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(lock(&self.webhooks).claim(limit, lease, Utc::now()))
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: &Delivery,
+        outcome: DeliveryOutcome,
+        result: Option<AttemptResult>,
+    ) -> Result<(), StoreError> {
+        lock(&self.webhooks).finish(delivery, outcome, result, Utc::now());
+        Ok(())
+    }
+
+    async fn attempts(&self, webhook_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        lock(&self.webhooks)
+            .attempts(webhook_id)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        Ok(lock(&self.webhooks).pending())
+    }
+}
+
 #[async_trait]
 impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStore<S> {
     async fn create(&self, new: NewVisitor) -> Result<StoredVisitor, StoreError> {
@@ -432,7 +491,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
         if next != stored.visitor {
             stored.visitor = next;
             stored.version = stored.version.next();
-            self.record(id, false);
+            self.record(id, WebhookEvent::Updated);
         }
         Ok(stored.clone())
     }
@@ -462,7 +521,7 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> VisitorStore for MemoryStor
             return Err(StoreError::PreconditionFailed);
         }
         *slot = None;
-        self.record(id, true);
+        self.record(id, WebhookEvent::Deleted);
         if let (Some(index), Some(hash)) = (index.as_mut(), hash) {
             index.remove(hash, id);
         }

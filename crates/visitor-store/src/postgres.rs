@@ -154,6 +154,7 @@ macro_rules! on_connection {
         outcome
     }};
 }
+pub(crate) use on_connection;
 
 /// The columns of a visitor, in every statement that returns one.
 const COLUMNS: &str = "id, name, email, phone, notes, external_id, banned, created, version";
@@ -204,7 +205,7 @@ impl PgStore {
     }
 
     /// A pooled connection for one piece of work.
-    async fn lease(&self) -> Result<Lease<'_>, StoreError> {
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>, StoreError> {
         self.pool.acquire().await.map_err(translate)
     }
 
