@@ -116,6 +116,28 @@ pub async fn spawn_memory() -> TestApp {
     spawn_with(Arc::new(MemoryStore::new()), None).await
 }
 
+/// A server on the in-memory store with the settings `adjust` makes of the defaults.
+pub async fn spawn_memory_with(adjust: impl FnOnce(AppSettings) -> AppSettings) -> TestApp {
+    let settings = adjust(AppSettings::new(Arc::new(MemoryStore::new()), tokens()));
+    spawn_state(settings, None, Duration::ZERO).await
+}
+
+/// A server on the test's fresh database with the settings `adjust` makes of the defaults.
+pub async fn spawn_postgres_with(
+    test_pool: &PgPool,
+    adjust: impl FnOnce(AppSettings) -> AppSettings,
+) -> TestApp {
+    let store = Arc::new(PgStore::with_options(
+        (*test_pool.connect_options()).clone(),
+        &PgStoreOptions {
+            max_connections: 10,
+            ..PgStoreOptions::default()
+        },
+    ));
+    let settings = adjust(AppSettings::new(store.clone(), tokens()));
+    spawn_state(settings, Some(store), Duration::ZERO).await
+}
+
 /// The server gets a store of its own on the test's fresh database, closed by [`TestApp::stop`].
 pub async fn spawn_postgres(test_pool: &PgPool) -> TestApp {
     let options = PgStoreOptions {

@@ -19,3 +19,4 @@ mod operations;
 mod raw;
 mod shared_limits;
 mod visitors;
+mod webhooks;

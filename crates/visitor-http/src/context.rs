@@ -9,8 +9,9 @@ use visitor_store::{IdempotencyPolicy, SharedStorage};
 
 use crate::access::limits::Limits;
 use crate::access::tokens::TokenRegistry;
+use crate::delivery::sender::DeliverySettings;
 use crate::http::forwarded::Origin;
-use crate::observability::metrics::Metrics;
+use crate::observability::metrics::{Metrics, WebhookMetrics};
 
 /// What the application serves from.
 #[derive(Debug)]
@@ -21,6 +22,10 @@ pub(crate) struct AppContext {
     pub(crate) idempotency: IdempotencyPolicy,
     /// How long erasures stay in the change feed (§10.1).
     pub(crate) change_retention: Duration,
+    /// How webhook deliveries are sent (§10.2).
+    pub(crate) deliveries: DeliverySettings,
+    /// The deliveries' metrics, kept whether or not `/metrics` is served.
+    pub(crate) webhook_metrics: WebhookMetrics,
     /// The tokens accepted.
     pub(crate) tokens: TokenRegistry,
     /// The rate limits (§8.5).

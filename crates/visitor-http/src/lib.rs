@@ -13,6 +13,7 @@ mod api;
 mod app;
 mod cli;
 mod context;
+mod delivery;
 mod http;
 mod middleware;
 mod observability;
@@ -27,6 +28,7 @@ pub use access::limits::RateSetting;
 pub use access::tokens::{Role, TokenRegistry, TokenSpec};
 pub use app::builder::{in_process, AppSettings, Application, MetricsEndpoint, ServerOptions};
 pub use app::shutdown::Shutdown;
+pub use delivery::sender::DeliverySettings;
 pub use http::forwarded::TrustedProxies;
 
 use app::config::{Command, Config};

@@ -1,5 +1,5 @@
 //! The resources, one module each: the visitors (and their list with its cursors), the change
-//! feed, and the operator's probes and metrics; and the route table that mounts them. A handler parses the
+//! feed, the webhooks, and the operator's probes and metrics; and the route table that mounts them. A handler parses the
 //! request, calls the store through the application context, and answers.
 
 use actix_web::web::{self, ServiceConfig};
@@ -16,11 +16,13 @@ pub(crate) mod operations;
 pub(crate) mod query;
 pub(crate) mod schemas;
 pub(crate) mod visitors;
+pub(crate) mod webhooks;
 
 const COLLECTION_METHODS: &str = "GET, POST";
 const ITEM_METHODS: &str = "GET, PUT, DELETE";
 const POST_ONLY: &str = "POST";
 const GET_ONLY: &str = "GET";
+const WEBHOOK_METHODS: &str = "GET, DELETE";
 
 /// The change feed (§10.1), under the current prefix only.
 pub(crate) const CHANGES_PATH: &str = "/api/v2/chat/incremental/visitors";
@@ -92,6 +94,45 @@ pub(crate) fn configure(cfg: &mut ServiceConfig, metrics_here: bool) {
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::MethodNotAllowed(GET_ONLY))
             })),
+    );
+    cfg.service(
+        web::scope(webhooks::WEBHOOKS_PATH)
+            .service(
+                web::resource("")
+                    .app_data(RouteTemplate(webhooks::WEBHOOKS_PATH))
+                    .route(web::get().to(webhooks::list_webhooks))
+                    .route(web::post().to(webhooks::create_webhook))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(COLLECTION_METHODS))
+                    })),
+            )
+            .service(
+                web::resource("/{webhook_id}")
+                    .app_data(RouteTemplate("/api/v2/chat/webhooks/{webhook_id}"))
+                    .route(web::get().to(webhooks::show_webhook))
+                    .route(web::delete().to(webhooks::delete_webhook))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(WEBHOOK_METHODS))
+                    })),
+            )
+            .service(
+                web::resource("/{webhook_id}/secret")
+                    .app_data(RouteTemplate("/api/v2/chat/webhooks/{webhook_id}/secret"))
+                    .route(web::get().to(webhooks::show_webhook_secret))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(GET_ONLY))
+                    })),
+            )
+            .service(
+                web::resource("/{webhook_id}/deliveries")
+                    .app_data(RouteTemplate(
+                        "/api/v2/chat/webhooks/{webhook_id}/deliveries",
+                    ))
+                    .route(web::get().to(webhooks::list_webhook_deliveries))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::MethodNotAllowed(GET_ONLY))
+                    })),
+            ),
     );
     cfg.service(resource("/healthz").route(web::get().to(operations::healthz)))
         .service(resource("/readyz").route(web::get().to(operations::readyz)));

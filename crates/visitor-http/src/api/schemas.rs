@@ -316,6 +316,102 @@ mod wire {
         changed_at: String,
     }
 
+    /// The body of Create Webhook.
+    #[derive(Debug, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebhookCreate {
+        /// Where deliveries are sent: an absolute http or https URL
+        #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+        url: String,
+        /// The events to deliver (default: all three)
+        #[schema(min_items = 1, max_items = 3, example = json!(["visitor.created", "visitor.updated", "visitor.deleted"]))]
+        events: Option<Vec<WebhookEventName>>,
+        /// What it is for
+        #[schema(max_length = 255)]
+        description: Option<String>,
+    }
+
+    /// An event a webhook can take.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum WebhookEventName {
+        #[schema(rename = "visitor.created")]
+        Created,
+        #[schema(rename = "visitor.updated")]
+        Updated,
+        #[schema(rename = "visitor.deleted")]
+        Deleted,
+    }
+
+    /// A webhook, without its secret.
+    #[derive(Debug, ToSchema)]
+    pub struct Webhook {
+        #[schema(format = Int64)]
+        id: i64,
+        url: String,
+        events: Vec<WebhookEventName>,
+        description: Option<String>,
+        /// When it was registered
+        #[schema(format = DateTime)]
+        created: String,
+    }
+
+    /// A webhook as Create Webhook answers it: with its secret.
+    #[derive(Debug, ToSchema)]
+    pub struct WebhookWithSecret {
+        #[schema(format = Int64)]
+        id: i64,
+        url: String,
+        events: Vec<WebhookEventName>,
+        description: Option<String>,
+        #[schema(format = DateTime)]
+        created: String,
+        /// `whsec_` and the base64 of the signing key (32 random bytes)
+        #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+        secret: String,
+    }
+
+    /// Every webhook.
+    #[derive(Debug, ToSchema)]
+    pub struct WebhookList {
+        webhooks: Vec<Webhook>,
+    }
+
+    /// A webhook's signing secret.
+    #[derive(Debug, ToSchema)]
+    pub struct WebhookSecret {
+        #[schema(pattern = "^whsec_[A-Za-z0-9+/=]+$")]
+        secret: String,
+    }
+
+    /// The latest delivery attempts of a webhook, newest first.
+    #[derive(Debug, ToSchema)]
+    pub struct WebhookDeliveries {
+        deliveries: Vec<WebhookDelivery>,
+    }
+
+    /// One delivery attempt.
+    #[derive(Debug, ToSchema)]
+    pub struct WebhookDelivery {
+        #[schema(format = Int64)]
+        webhook_id: i64,
+        /// The `webhook-id` header: the same on every attempt of one change's delivery
+        event_id: String,
+        #[schema(rename = "type")]
+        event: WebhookEventName,
+        #[schema(format = Int64)]
+        visitor_id: i64,
+        /// 1 for the first attempt
+        #[schema(minimum = 1)]
+        attempt: i64,
+        /// The receiver's HTTP status; null when it did not answer
+        status: Option<i64>,
+        /// Null, or a short reason the attempt failed (timeout, connection refused, …)
+        error: Option<String>,
+        #[schema(format = DateTime)]
+        at: String,
+    }
+
     /// One problem with one key.
     #[derive(Debug, ToSchema)]
     pub struct FieldProblem {

@@ -23,10 +23,11 @@ use crate::api;
 use crate::app::background::{maintain, refresh_tokens, Background};
 use crate::app::shutdown::{stop_gracefully_on_signal, Shutdown};
 use crate::context::{AppContext, Readiness};
+use crate::delivery::sender::{deliver, DeliverySettings};
 use crate::http::forwarded::{Origin, TrustedProxies};
 use crate::middleware::auth::require_administrator;
 use crate::middleware::request::request_context;
-use crate::observability::metrics::Metrics;
+use crate::observability::metrics::{Metrics, WebhookMetrics};
 
 /// Where `/metrics` is served.
 #[derive(Debug, Default)]
@@ -56,6 +57,8 @@ pub struct AppSettings {
     pub idempotency: IdempotencyPolicy,
     /// How long erasures stay in the change feed (§10.1).
     pub change_retention: Duration,
+    /// How webhook deliveries are sent (§10.2).
+    pub deliveries: DeliverySettings,
     /// Requests per token (§8.5).
     pub rate_limit: RateSetting,
     /// Failed authentications per client address (§8.5).
@@ -83,6 +86,7 @@ impl AppSettings {
             token_store: None,
             idempotency: IdempotencyPolicy::default(),
             change_retention: DEFAULT_CHANGE_RETENTION,
+            deliveries: DeliverySettings::default(),
             rate_limit: RateSetting::Off,
             auth_failure_limit: RateSetting::Off,
             metrics: MetricsEndpoint::Main,
@@ -126,7 +130,14 @@ fn context(
     settings: AppSettings,
 ) -> std::io::Result<(Data<AppContext>, bool, Option<TcpListener>)> {
     let store_errors = Counter::default();
-    let metrics = || Metrics::new(settings.store.clone(), store_errors.clone());
+    let webhook_metrics = WebhookMetrics::default();
+    let metrics = || {
+        Metrics::new(
+            settings.store.clone(),
+            store_errors.clone(),
+            &webhook_metrics,
+        )
+    };
     let (metrics, metrics_here, metrics_listener) = match settings.metrics {
         MetricsEndpoint::Main => (Some(metrics()), true, None),
         MetricsEndpoint::Own(listener) => (Some(metrics()), false, Some(listener)),
@@ -142,6 +153,8 @@ fn context(
         store: settings.store,
         idempotency: settings.idempotency,
         change_retention: settings.change_retention,
+        deliveries: settings.deliveries,
+        webhook_metrics,
         tokens: settings.tokens,
         limits,
         metrics,
@@ -232,6 +245,11 @@ impl Application {
         let (context, metrics_here, metrics_listener) = context(settings)?;
         let mut background = Background::default();
         background.spawn(maintain(context.clone().into_inner()));
+        background.spawn(deliver(
+            context.store.clone(),
+            context.deliveries.clone(),
+            context.webhook_metrics.clone(),
+        ));
         let warming = context.clone();
         background.spawn(async move {
             if let Some(shared) = &warming.limits.shared {

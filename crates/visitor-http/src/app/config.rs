@@ -8,6 +8,7 @@ use visitor_store::{IdempotencyPolicy, PgStoreOptions, Role};
 
 use crate::access::limits::RateSetting;
 use crate::access::tokens::TokenSpec;
+use crate::delivery::sender::parse_schedule;
 use crate::observability::logging::LogFormat;
 
 /// The Zendesk Chat Visitors API service.
@@ -72,6 +73,15 @@ pub struct Config {
     #[arg(long, env = "VISITORS_CHANGE_RETENTION", default_value_t = 2_592_000)]
     pub change_retention: u64,
 
+    /// Seconds a webhook receiver has to answer a delivery.
+    #[arg(long, env = "VISITORS_WEBHOOK_TIMEOUT", default_value_t = 10)]
+    pub webhook_timeout: u64,
+
+    /// Seconds before each retry of a failed webhook delivery, comma-separated; after the last,
+    /// it is given up.
+    #[arg(long, env = "VISITORS_WEBHOOK_RETRY_SCHEDULE", default_value = "5,300,1800,7200,18000,36000,36000", value_parser = schedule)]
+    pub webhook_retry_schedule: Schedule,
+
     /// Requests per token: N/s, N/min or off. Over it: 429 with Retry-After.
     #[arg(long, env = "VISITORS_RATE_LIMIT", default_value = "100/s", value_parser = rate)]
     pub rate_limit: RateSetting,
@@ -121,6 +131,14 @@ fn secret(value: &str) -> Result<SecretString, String> {
 
 fn rate(value: &str) -> Result<RateSetting, String> {
     value.parse()
+}
+
+/// `--webhook-retry-schedule`: the delays before each retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+fn schedule(value: &str) -> Result<Schedule, String> {
+    parse_schedule(value).map(Schedule)
 }
 
 fn role(value: &str) -> Result<Role, String> {
@@ -236,6 +254,12 @@ mod tests {
             ("metrics_bind", "VISITORS_METRICS_BIND", None),
             ("drain_seconds", "VISITORS_DRAIN_SECONDS", Some("0")),
             ("idempotency_ttl", "VISITORS_IDEMPOTENCY_TTL", Some("86400")),
+            ("webhook_timeout", "VISITORS_WEBHOOK_TIMEOUT", Some("10")),
+            (
+                "webhook_retry_schedule",
+                "VISITORS_WEBHOOK_RETRY_SCHEDULE",
+                Some("5,300,1800,7200,18000,36000,36000"),
+            ),
             (
                 "change_retention",
                 "VISITORS_CHANGE_RETENTION",

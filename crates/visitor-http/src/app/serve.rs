@@ -12,6 +12,7 @@ use visitor_store::{MemoryStore, PgStore, Role, SharedStorage, StoreError, Token
 use crate::access::tokens::{new_token, TokenRegistry, TokenSpec};
 use crate::app::builder::{AppSettings, Application, MetricsEndpoint, ServerOptions};
 use crate::app::config::{Config, MetricsBind};
+use crate::delivery::sender::DeliverySettings;
 use crate::http::forwarded::TrustedProxies;
 
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
@@ -91,6 +92,10 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         token_store,
         idempotency: config.idempotency_policy(),
         change_retention: Duration::from_secs(config.change_retention),
+        deliveries: DeliverySettings {
+            timeout: Duration::from_secs(config.webhook_timeout),
+            retry_schedule: config.webhook_retry_schedule.0.clone(),
+        },
         rate_limit: config.rate_limit,
         auth_failure_limit: config.auth_failure_limit,
         metrics,

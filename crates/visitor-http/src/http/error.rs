@@ -28,6 +28,8 @@ pub enum ApiError {
     Forbidden,
     /// No visitor with that id.
     RecordNotFound,
+    /// No webhook with that id.
+    WebhookNotFound,
     /// No such route.
     NotFound,
     /// A known path with another method; holds the allowed methods.
@@ -79,7 +81,9 @@ impl ApiError {
             Self::BadRequest(_) | Self::BadQuery(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
-            Self::RecordNotFound => (StatusCode::NOT_FOUND, "RecordNotFound"),
+            Self::RecordNotFound | Self::WebhookNotFound => {
+                (StatusCode::NOT_FOUND, "RecordNotFound")
+            }
             Self::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             Self::Conflict => (StatusCode::CONFLICT, "Conflict"),
@@ -111,6 +115,7 @@ impl ApiError {
             }
             Self::Forbidden => "this operation is allowed for administrators only".into(),
             Self::RecordNotFound => "no visitor has that id".into(),
+            Self::WebhookNotFound => "no webhook has that id".into(),
             Self::NotFound => "no such route".into(),
             Self::MethodNotAllowed(allow) => format!("method not allowed here; allowed: {allow}"),
             Self::Conflict => "external_id is already used by another visitor".into(),

@@ -45,6 +45,46 @@ struct ErrorLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// How a webhook delivery attempt ended, as `webhook_deliveries_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Answered 2xx.
+    Success,
+    /// Failed, to be tried again (or answered 410, which disables the webhook).
+    Failure,
+    /// Failed for the last time.
+    GaveUp,
+}
+
+/// The webhook deliveries' metrics (§10.2): kept whether or not `/metrics` is served.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookMetrics {
+    attempts: Family<OutcomeLabels, Counter>,
+    pending: Gauge,
+}
+
+impl WebhookMetrics {
+    pub fn attempted(&self, outcome: AttemptOutcome) {
+        let outcome = match outcome {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::Failure => "failure",
+            AttemptOutcome::GaveUp => "gave_up",
+        };
+        self.attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn set_pending(&self, pending: u64) {
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+    }
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -61,7 +101,11 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics for a server over `store` (whose pool they report), with the counter of the
     /// rate-limit store's failed decisions (§11).
-    pub fn new(store: Arc<dyn Operations>, rate_limit_store_errors: Counter) -> Self {
+    pub fn new(
+        store: Arc<dyn Operations>,
+        rate_limit_store_errors: Counter,
+        webhooks: &WebhookMetrics,
+    ) -> Self {
         let durations: Family<RequestLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         let in_flight = Gauge::default();
@@ -86,6 +130,16 @@ impl Metrics {
             "rate_limit_store_errors",
             "Rate-limit decisions the shared store (--rate-limit-store) did not answer in time or failed; each was taken by the instance alone",
             rate_limit_store_errors,
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome: success (2xx), failure (retried later, or 410, which disables the webhook) or gave_up (the last retry failed)",
+            webhooks.attempts.clone(),
+        );
+        registry.register(
+            "webhook_pending_deliveries",
+            "Webhook deliveries not yet sent or given up",
+            webhooks.pending.clone(),
         );
         registry.register_collector(Box::new(PoolCollector { store }));
         registry.register_collector(Box::new(ProcessCollector));
@@ -297,7 +351,11 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        Metrics::new(Arc::new(MemoryStore::new()), Counter::default())
+        Metrics::new(
+            Arc::new(MemoryStore::new()),
+            Counter::default(),
+            &WebhookMetrics::default(),
+        )
     }
 
     #[test]

@@ -27,6 +27,12 @@ fn error_statuses(operation_id: &str) -> &'static [u16] {
         "deleteVisitor" => &[400, 401, 403, 404, 412, 429, 500, 503],
         "createOrUpdateVisitor" => &[400, 401, 403, 412, 413, 415, 422, 429, 500, 503],
         "importVisitors" => &[400, 401, 403, 413, 415, 429, 500, 503],
+        "listVisitorChanges" => &[400, 401, 403, 429, 500, 503],
+        "createWebhook" => &[400, 401, 403, 413, 415, 422, 429, 500, 503],
+        "listWebhooks" => &[401, 403, 429, 500, 503],
+        "showWebhook" | "showWebhookSecret" | "deleteWebhook" | "listWebhookDeliveries" => {
+            &[401, 403, 404, 429, 500, 503]
+        }
         _ => &[400, 401, 403, 404, 429, 500, 503],
     }
 }
@@ -45,6 +51,24 @@ fn sample_error(operation_id: &str, status: u16) -> ApiError {
             "the body is not UTF-8: invalid utf-8 sequence of 1 bytes from index 12".into(),
         ),
         ("importVisitors", 413) => ApiError::PayloadTooLarge(IMPORT_LIMIT),
+        ("listVisitorChanges", 400) => ApiError::BadQuery(ValidationErrors::single(
+            "cursor",
+            FieldError::new(
+                ErrorCode::Expired,
+                "erasures this cursor had not reached have been purged since (after --change-retention); start again with start_time=0",
+            ),
+        )),
+        ("createWebhook", 422) => ApiError::RecordInvalid(ValidationErrors::single(
+            "url",
+            FieldError::new(
+                ErrorCode::InvalidFormat,
+                "url must be an absolute http or https URL",
+            ),
+        )),
+        (
+            "showWebhook" | "showWebhookSecret" | "deleteWebhook" | "listWebhookDeliveries",
+            404,
+        ) => ApiError::WebhookNotFound,
         ("importVisitors", 415) => ApiError::UnsupportedMediaType(NDJSON),
         ("createOrUpdateVisitor", 422) => ApiError::RecordInvalid(ValidationErrors::single(
             "external_id",

@@ -28,6 +28,12 @@ use crate::api::schemas;
         crate::api::visitors::create_or_update_visitor,
         crate::api::import::import_visitors,
         crate::api::changes::list_visitor_changes,
+        crate::api::webhooks::create_webhook,
+        crate::api::webhooks::list_webhooks,
+        crate::api::webhooks::show_webhook,
+        crate::api::webhooks::show_webhook_secret,
+        crate::api::webhooks::delete_webhook,
+        crate::api::webhooks::list_webhook_deliveries,
     ),
     components(schemas(
         schemas::Visitor,
@@ -42,10 +48,21 @@ use crate::api::schemas;
         schemas::ImportCounts,
         schemas::VisitorChanges,
         schemas::VisitorChange,
+        schemas::WebhookCreate,
+        schemas::WebhookEventName,
+        schemas::Webhook,
+        schemas::WebhookWithSecret,
+        schemas::WebhookList,
+        schemas::WebhookSecret,
+        schemas::WebhookDeliveries,
+        schemas::WebhookDelivery,
         schemas::Error,
         schemas::FieldProblem
     )),
-    tags((name = "Visitors", description = "You can use the API to get or set Visitor information.")),
+    tags(
+        (name = "Visitors", description = "You can use the API to get or set Visitor information."),
+        (name = "Webhooks", description = "Endpoints that receive every change of a visitor, signed as Standard Webhooks."),
+    ),
     modifiers(&Completion),
 )]
 struct ApiDoc;
