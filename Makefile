@@ -19,7 +19,7 @@ E2E_PY := $(E2E)/.venv/bin/python
 
 .PHONY: help run test test-rust lint layering openapi db-prepare db-check tools-nextest tools-sqlx \
 	build-bin e2e e2e-zenpy e2e-schemathesis e2e-browser e2e-seed-curl e2e-db-faults e2e-soak \
-	e2e-prometheus e2e-cluster e2e-pgbouncer e2e-transfer e2e-python e2e-node e2e-chromium debian-prometheus \
+	e2e-prometheus e2e-cluster e2e-pgbouncer e2e-transfer e2e-webhooks e2e-python e2e-node e2e-chromium debian-prometheus \
 	debian-haproxy debian-pgbouncer debian-redis \
 	check-postgres bench mutants mutants-changed tools-mutants publish-check
 
@@ -62,7 +62,7 @@ publish-check: ## visitor-domain packages and builds as crates.io would take it
 
 # End-to-end checks by outside tools, each runnable alone (see README). They start the built
 # binary on free loopback ports; the Python venv and node_modules live under tests/e2e (ignored).
-e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak e2e-prometheus e2e-cluster e2e-pgbouncer e2e-transfer ## all end-to-end checks
+e2e: e2e-zenpy e2e-schemathesis e2e-seed-curl e2e-browser e2e-db-faults e2e-soak e2e-prometheus e2e-cluster e2e-pgbouncer e2e-transfer e2e-webhooks ## all end-to-end checks
 
 e2e-zenpy: e2e-python build-bin check-postgres ## zenpy (a real Zendesk client) on both stores
 	cd $(E2E) && .venv/bin/python zenpy_session.py
@@ -93,6 +93,9 @@ e2e-pgbouncer: e2e-python debian-pgbouncer build-bin check-postgres ## the servi
 
 e2e-transfer: e2e-python build-bin check-postgres ## export/import round trip of 1M visitors (killed and resumed), the create_or_update race on two instances, a 10,000-line bulk import
 	cd $(E2E) && .venv/bin/python transfer.py
+
+e2e-webhooks: e2e-python build-bin check-postgres ## change feed and webhooks: two instances, one killed, a standardwebhooks receiver
+	cd $(E2E) && .venv/bin/python webhooks.py
 
 debian-pgbouncer:
 	@test -x /usr/sbin/pgbouncer || { \

@@ -29,7 +29,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// What a lease adds to the attempt's timeout: the time to read the visitor and to record the
 /// outcome.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// How often the pending deliveries are counted for `/metrics`.
 const COUNT_EVERY: Duration = Duration::from_secs(1);
