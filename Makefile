@@ -147,8 +147,9 @@ mutants: tools-mutants tools-nextest check-postgres ## mutation testing of visit
 	DATABASE_URL=$(TEST_DATABASE_URL) $(CARGO) mutants --package visitor-store --test-tool nextest --jobs 2 \
 	  --output target/mutants/store
 
-# CI's share: the mutants of the lines changed since the last commit whose full run passed (the
-# commit in .cargo/mutants-base, advanced after each passing `make mutants`). Nothing changed in
+# CI's share: the mutants of the lines changed since the last commit whose mutants are all known
+# caught (the commit in .cargo/mutants-base, advanced after a passing `make mutants`, or after
+# CI's own `mutants-changed` passed on everything since the previous base). Nothing changed in
 # the two crates: nothing to run. The base missing from the history: the full run.
 MUTANTS_BASE := $(shell cat .cargo/mutants-base 2>/dev/null)
 mutants-changed: check-postgres ## mutation testing of the domain and store lines changed since .cargo/mutants-base

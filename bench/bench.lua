@@ -1,7 +1,9 @@
 -- wrk script for the Visitors benchmark.
--- BENCH_MODE: show | show304 | show_stale | create | create_idem | update | upsert | mix | list.
+-- BENCH_MODE: show | show304 | show_stale | create | create_idem | update | upsert | mix | list |
+-- feed.
 -- BENCH_IDS: ids 1..N exist (at version 1). BENCH_TOKEN: bearer token.
--- BENCH_CURSOR: for list, the page[after] cursor (none: the first page).
+-- BENCH_CURSOR: for list, the page[after] cursor; for feed, the change feed's cursor (none: the
+-- first page).
 local mode = os.getenv("BENCH_MODE") or "show"
 local ids = tonumber(os.getenv("BENCH_IDS") or "10000")
 local token = os.getenv("BENCH_TOKEN")
@@ -48,6 +50,8 @@ end
 
 local list_path = "/api/v2/chat/visitors?page[size]=100"
 if cursor ~= "" then list_path = list_path .. "&page[after]=" .. cursor end
+local feed_path = "/api/v2/chat/incremental/visitors?per_page=1000&start_time=0"
+if cursor ~= "" then feed_path = "/api/v2/chat/incremental/visitors?per_page=1000&cursor=" .. cursor end
 
 local function show()
   return wrk.format("GET", "/api/v2/chat/visitors/" .. math.random(1, ids), nil, "")
@@ -70,6 +74,7 @@ function request()
   if mode == "show_stale" then return conditional_show(0) end
   if mode == "create_idem" then return create_idem() end
   if mode == "list" then return wrk.format("GET", list_path, nil, "") end
+  if mode == "feed" then return wrk.format("GET", feed_path, nil, "") end
   if mode == "update" then return update() end
   if mode == "upsert" then return upsert() end
   if mode == "mix" then

@@ -11,8 +11,11 @@ are not pinned. Every workload has a warm-up that is thrown away, then a measure
 Usage: python3 bench/bench.py  (make bench builds the release binaries first)
 Environment: BENCH_SECONDS (8), BENCH_WARMUP (2), BENCH_SCALE (10000000), BENCH_DEPTH (1000000),
 BENCH_OUT (target/bench), BENCH_ONLY (`limits`: only the shared-limit and statement-bound
-comparisons; `statement`: only the latter; `transfer`: only issue 18's), BENCH_LIMITS_ROUNDS
-(12), BENCH_LIMITS_SECONDS (4), BENCH_TRANSFER_VISITORS (1000000), BENCH_TRANSFER_ROUNDS (3).
+comparisons; `statement`: only the latter; `transfer`: only issue 18's; `changes`: only issue
+19's), BENCH_LIMITS_ROUNDS (12), BENCH_LIMITS_SECONDS (4), BENCH_TRANSFER_VISITORS (1000000),
+BENCH_TRANSFER_ROUNDS (3), BENCH_BASE_COMMIT (the commit before issue 19, whose binary is built
+in a worktree under target/bench-base), BENCH_FEED_CHANGES (1000000), BENCH_WEBHOOK_SECONDS (30),
+BENCH_WEBHOOK_RATE (1000 changes/s), BENCH_DELIVERIES (60000).
 """
 
 import contextlib
@@ -166,6 +169,7 @@ def measure(base, mode, connections, **kwargs):
 
 
 PGBENCH_SCRIPTS = {
+    "feed": ["feed.sql"],
     "show": ["show.sql"],
     "list": ["list.sql"],
     "create": ["create.sql"],
@@ -180,14 +184,14 @@ PGBENCH_SCRIPTS = {
 PGBENCH_MAX_CLIENTS = 75
 
 
-def pgbench(url, workload, connections, seconds, ids=SEEDED, after=0):
+def pgbench(url, workload, connections, seconds, ids=SEEDED, after=0, defines=()):
     connections = min(connections, PGBENCH_MAX_CLIENTS)
     with tempfile.TemporaryDirectory() as logs:
         scripts = [arg for name in PGBENCH_SCRIPTS[workload]
                    for arg in ("-f", str(ROOT / "bench" / "pgbench" / name))]
         command = ["taskset", "-c", LOAD_CORE, "pgbench", "-M", "prepared", "-n",
                    "-c", str(connections), "-j", "1", "-T", str(seconds), "-D", f"ids={ids}",
-                   "-D", f"after={after}",
+                   "-D", f"after={after}", *[arg for d in defines for arg in ("-D", d)],
                    "-l", "--log-prefix", f"{logs}/pgbench", *scripts, url]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
@@ -524,12 +528,215 @@ def transfer_lines(notes):
             "| --- | ---: | ---: | ---: | --- | --- |", *rows]
 
 
+BASE_COMMIT = os.environ.get("BENCH_BASE_COMMIT", "19cc80e4a16d43fbe9afc6c2f14d27f9bf511b5f")
+FEED_CHANGES = int(os.environ.get("BENCH_FEED_CHANGES", "1000000"))
+FEED_CONNECTIONS = 8
+WEBHOOK_SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", "30"))
+WEBHOOK_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", "1000"))
+DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "60000"))
+
+
+def base_binary():
+    """The service as it was at BASE_COMMIT (the commit before issue 19), built in release in a
+    worktree of its own under target/bench-base (kept between runs)."""
+    src = ROOT / "target" / "bench-base" / BASE_COMMIT[:12]
+    binary = src / "target" / "release" / "visitor-http"
+    if not binary.exists():
+        if not src.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(src),
+                            BASE_COMMIT], check=True, capture_output=True)
+        log(f"building the service of {BASE_COMMIT[:12]} (release) in {src}")
+        env = dict(os.environ, CARGO_TARGET_DIR=str(src / "target"))
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "visitor-http"], cwd=src,
+                       env=env, check=True)
+    return binary
+
+
+def alternate_writes(sides, modes):
+    """Each side (label -> (binary, environment)) on its own database, both servers up at once;
+    for each mode, short runs alternate between them (ABBA...). Returns mode -> label -> runs."""
+    runs = {mode: {label: [] for label in sides} for mode in modes}
+    with contextlib.ExitStack() as stack:
+        servers = {label: stack.enter_context(Server(binary, env, name=f"changes-{label}"))
+                   for label, (binary, env) in sides.items()}
+        for server in servers.values():
+            for mode in modes:
+                wrk(server.base, mode, HEADLINE, WARMUP)
+        for round_number in range(LIMITS_ROUNDS):
+            order = list(servers.items())
+            if round_number % 2:
+                order.reverse()
+            for mode in modes:
+                for label, server in order:
+                    runs[mode][label].append(wrk(server.base, mode, HEADLINE, LIMITS_SECONDS))
+    return runs
+
+
+def receiver_stats(base):
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/stats")
+    stats = json.loads(conn.getresponse().read())
+    conn.close()
+    return stats
+
+
+def register_webhook(base, url):
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", "/api/v2/chat/webhooks", body=json.dumps({"url": url}),
+                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    if response.status != 201:
+        sys.exit(f"registering the webhook failed: {response.status} {answer}")
+
+
+def until_received(receiver, count, seconds):
+    deadline = time.monotonic() + seconds
+    while (stats := receiver_stats(receiver.base))["count"] < count:
+        if time.monotonic() > deadline:
+            sys.exit(f"the receiver got {stats['count']} of {count} deliveries in {seconds} s")
+        time.sleep(0.2)
+    return stats
+
+
+def changes_comparison(service):
+    """Issue 19: Create and Update with the change log written against the binary of the
+    commit before; a feed page deep in a log of FEED_CHANGES against the first page and against
+    pgbench running the same SELECT; the webhook delivery lag at WEBHOOK_RATE changes/s; the
+    deliveries per second with a receiver answering at once."""
+    notes = {}
+    base = base_binary()
+    names = []
+    try:
+        sides = {}
+        for label, binary in (("before", base), ("change_log", service)):
+            name, url = pg_database(SEEDED, binary)
+            names.append(name)
+            sides[label] = (binary, dict(SERVICE_ENV, DATABASE_URL=url))
+        notes["writes"] = alternate_writes(sides, ["create", "update"])
+        log("create and update priced against the commit before")
+
+        name, url = pg_database(FEED_CHANGES, service)
+        names.append(name)
+        transaction, first, last = subprocess.run(
+            ["psql", url, "-At", "-F", " ", "-c",
+             "SELECT transaction::text, min(sequence), max(sequence) FROM visitor_changes GROUP BY 1"],
+            capture_output=True, text=True, check=True).stdout.split()
+        after = int(last) - 1000  # the last page of 1,000: FEED_CHANGES - 1000 changes deep
+        cursor = subprocess.run([str(RELEASE / "bench-cursor"), "feed", transaction, str(after)],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        psql("VACUUM ANALYZE visitor_changes; VACUUM ANALYZE visitors;", url)
+        feed = {"first": [], "deep": [], "pgbench": []}
+        with Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-feed") as server:
+            for page in ("", cursor):
+                wrk(server.base, "feed", FEED_CONNECTIONS, WARMUP, cursor=page)
+            for round_number in range(LIMITS_ROUNDS // 2):
+                order = [("first", ""), ("deep", cursor)]
+                if round_number % 2:
+                    order.reverse()
+                for label, page in order:
+                    feed[label].append(wrk(server.base, "feed", FEED_CONNECTIONS, LIMITS_SECONDS, cursor=page))
+                feed["pgbench"].append(pgbench(url, "feed", FEED_CONNECTIONS, LIMITS_SECONDS,
+                                               defines=(f"transaction={transaction}", f"sequence={after}")))
+        notes["feed"] = feed
+        notes["feed_changes"] = int(last) - int(first) + 1
+        log("feed pages measured")
+
+        name, url = pg_database(0, service)
+        names.append(name)
+        ceiling = RELEASE / "webhook-receiver"
+        with Server(ceiling, name="webhook-receiver") as receiver, \
+                Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-webhooks") as server:
+            register_webhook(server.base, receiver.base + "/hook")
+            # WEBHOOK_RATE changes a second: an import of a tenth of them every 100 ms.
+            batch = WEBHOOK_RATE // 10
+            body = ("\n".join(['{"name":"Visitor"}'] * batch) + "\n").encode()
+            started = time.monotonic()
+            for tick in range(WEBHOOK_SECONDS * 10):
+                pause = started + tick / 10 - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                post_ndjson(server.base, body)
+            sent_for = time.monotonic() - started
+            lag = until_received(receiver, batch * WEBHOOK_SECONDS * 10, 120)
+            lag["sent_for"] = sent_for
+            notes["lag"] = lag
+            log("delivery lag measured")
+
+            psql_reset = http.client.HTTPConnection(*receiver.base.removeprefix("http://").rsplit(":", 1), timeout=30)
+            psql_reset.request("POST", "/reset")
+            psql_reset.getresponse().read()
+            psql_reset.close()
+            body = ("\n".join(['{"name":"Visitor"}'] * 10_000) + "\n").encode()
+            for _ in range(DELIVERIES // 10_000):
+                post_ndjson(server.base, body)
+            throughput = until_received(receiver, DELIVERIES, 300)
+            throughput["rate"] = throughput["count"] / (throughput["last"] - throughput["first"])
+            notes["throughput"] = throughput
+            notes["service_rss_kib"] = server.memory_kib()
+            log("deliveries per second measured")
+    finally:
+        for name in names:
+            drop(name)
+    return notes
+
+
+def changes_lines(notes):
+    med = statistics.median
+    rows = []
+    for mode, title in (("create", "Create"), ("update", "Update")):
+        runs = notes["writes"][mode]
+        pairs = [ours["rps"] / theirs["rps"] for ours, theirs in zip(runs["change_log"], runs["before"])]
+        ratio = med(pairs)
+        rows.append(f"| {title} on Postgres, {HEADLINE} connections, change log written (no webhook) / "
+                    f"the binary of {BASE_COMMIT[:7]} (pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
+                    f"{med(r['rps'] for r in runs['change_log']):,.0f} req/s | "
+                    f"{med(r['rps'] for r in runs['before']):,.0f} req/s | {ratio:.3f} | ≥ 0.9 | "
+                    f"{'yes' if ratio >= 0.9 else '**no**'} |")
+    feed = notes["feed"]
+    pairs = [d["rps"] / f["rps"] for d, f in zip(feed["deep"], feed["first"])]
+    ratio = med(pairs)
+    rows.append(f"| feed page of 1,000, {notes['feed_changes'] - 1000:,} changes deep / the first page, "
+                f"{FEED_CONNECTIONS} connections (pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
+                f"{med(r['rps'] for r in feed['deep']):,.0f} pages/s | "
+                f"{med(r['rps'] for r in feed['first']):,.0f} pages/s | {ratio:.3f} | ≥ 0.9 | "
+                f"{'yes' if ratio >= 0.9 else '**no**'} |")
+    pairs = [d["rps"] / p["rps"] for d, p in zip(feed["deep"], feed["pgbench"])]
+    ratio = med(pairs)
+    rows.append(f"| feed page (deep) / pgbench running the same SELECT, {FEED_CONNECTIONS} connections "
+                f"(pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
+                f"{med(r['rps'] for r in feed['deep']):,.0f} pages/s | "
+                f"{med(r['rps'] for r in feed['pgbench']):,.0f} pages/s | {ratio:.3f} | ≥ 0.5 | "
+                f"{'yes' if ratio >= 0.5 else '**no**'} |")
+    lag = notes["lag"]
+    rows.append(f"| webhook delivery lag, change to the receiver's 2xx, {WEBHOOK_RATE:,} changes/s for "
+                f"{WEBHOOK_SECONDS} s (sent in {lag['sent_for']:.1f} s), one instance: p50 "
+                f"{lag['lag_p50_ms']:.0f} ms, max {lag['lag_max_ms']:.0f} ms | p99 {lag['lag_p99_ms']:.0f} ms | — | — | "
+                f"p99 < 1 s | {'yes' if lag['lag_p99_ms'] < 1000 else '**no**'} |")
+    rate = notes["throughput"]["rate"]
+    rows.append(f"| deliveries per second, one instance, receiver answering at once "
+                f"({notes['throughput']['count']:,} deliveries) | {rate:,.0f}/s | — | — | ≥ 2,000 | "
+                f"{'yes' if rate >= 2000 else '**no**'} |")
+    return [f"Issue 19 (release build, logs to a file; ratios are medians of alternating pairs):", "",
+            "| measure | service | reference | ratio | goal | met |",
+            "| --- | ---: | ---: | ---: | --- | --- |", *rows]
+
+
 def main():
     service = RELEASE / "visitor-http"
     if os.environ.get("BENCH_ONLY") in ("limits", "statement"):
         text = "\n".join(limits_lines(limits_comparison(service)))
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "limits.md").write_text(text + "\n")
+        print(text)
+        return
+    if os.environ.get("BENCH_ONLY") == "changes":
+        text = "\n".join(changes_lines(changes_comparison(service)))
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "changes.md").write_text(text + "\n")
         print(text)
         return
     if os.environ.get("BENCH_ONLY") == "transfer":
@@ -624,6 +831,7 @@ def main():
 
     notes["limits"] = limits_comparison(service)
     notes["transfer"] = transfer_comparison(service)
+    notes["changes"] = changes_comparison(service)
 
     result = subprocess.run([str(footprint), str(FOOTPRINT)], capture_output=True, text=True,
                             check=True)
@@ -749,6 +957,7 @@ def report(results, framework, scale, show_10k, notes):
     )
     lines += ["", *limits_lines(notes["limits"])]
     lines += ["", *transfer_lines(notes["transfer"])]
+    lines += ["", *changes_lines(notes["changes"])]
     lines += ["", *goals(results, scale, show_10k, notes, on / off)]
     text = "\n".join(lines)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,19 @@ pub fn run() -> ExitCode {
 }
 
 /// The `page[after]` cursor List writes for the position after visitor `id` in the unfiltered
+/// The change feed's cursor of a position (a fresh database's: no purge yet), as the service
+/// writes `after_cursor`, so the benchmark can ask for a page at any depth without walking to
+/// it.
+pub fn feed_cursor_at(transaction: u64, sequence: u64) -> String {
+    api::changes::encode(visitor_store::ChangeCursor {
+        position: visitor_store::ChangePosition {
+            transaction,
+            sequence,
+        },
+        purges: 0,
+    })
+}
+
 /// list sorted by id, so a benchmark can ask for a page at any depth without walking to it.
 pub fn list_cursor_after(id: VisitorId) -> String {
     api::cursor::encode(
