@@ -285,6 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn an_erasure_at_the_cutoff_itself_stays() {
+        let mut log = MemoryLog::default();
+        let at = Utc::now();
+        log.record(id(1), true, at);
+        assert_eq!(
+            log.purge_erasures(at),
+            0,
+            "only erasures before the cutoff go"
+        );
+        assert_eq!(
+            log.purge_erasures(at + chrono::Duration::microseconds(1)),
+            1
+        );
+    }
+
+    #[test]
     fn an_erasure_newer_than_the_cutoff_stays() {
         let mut log = MemoryLog::default();
         let cutoff = Utc::now();

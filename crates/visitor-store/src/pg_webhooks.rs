@@ -127,7 +127,7 @@ impl WebhookStore for PgStore {
         .bind(millis(lease));
         let rows = on_connection!(self, |connection| statement.fetch_all(connection))
             .map_err(translate)?;
-        let mut claimed: Vec<Delivery> = rows
+        let claimed: Vec<Delivery> = rows
             .iter()
             .map(|row| {
                 let id: i64 = row.try_get_unchecked(0).map_err(translate)?;
@@ -146,7 +146,6 @@ impl WebhookStore for PgStore {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
-        claimed.sort_by_key(|delivery| delivery.id);
         Ok(claimed)
     }
 

@@ -377,3 +377,58 @@ impl MemoryWebhooks {
 pub(crate) fn event_id(delivery: i64) -> String {
     format!("msg_{delivery}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhooks_with_one_change(at: DateTime<Utc>) -> MemoryWebhooks {
+        let mut webhooks = MemoryWebhooks::default();
+        webhooks.create(NewWebhook {
+            url: "http://127.0.0.1:9/".into(),
+            events: WebhookEvent::ALL.to_vec(),
+            description: None,
+            secret: "whsec_c2VjcmV0".into(),
+        });
+        webhooks.record(VisitorId::new(1).unwrap(), WebhookEvent::Created, at);
+        webhooks
+    }
+
+    #[test]
+    fn a_delivery_is_due_from_the_instant_of_its_change() {
+        let at = Utc::now();
+        let mut webhooks = webhooks_with_one_change(at);
+        let before = at - chrono::Duration::microseconds(1);
+        assert!(webhooks.claim(10, Duration::ZERO, before).is_empty());
+        assert_eq!(webhooks.claim(10, Duration::ZERO, at).len(), 1);
+    }
+
+    #[test]
+    fn a_lease_holds_up_to_its_last_instant() {
+        let at = Utc::now();
+        let mut webhooks = webhooks_with_one_change(at);
+        let lease = Duration::from_secs(10);
+        assert_eq!(webhooks.claim(10, lease, at).len(), 1);
+        let end = at + chrono::Duration::seconds(10);
+        assert!(
+            webhooks.claim(10, lease, end).is_empty(),
+            "leased until then"
+        );
+        let after = end + chrono::Duration::microseconds(1);
+        assert_eq!(webhooks.claim(10, lease, after)[0].attempt, 2);
+    }
+
+    #[test]
+    fn deliveries_are_numbered_upward_from_one() {
+        let at = Utc::now();
+        let mut webhooks = webhooks_with_one_change(at);
+        webhooks.record(VisitorId::new(2).unwrap(), WebhookEvent::Created, at);
+        let ids: Vec<i64> = webhooks
+            .claim(10, Duration::ZERO, at)
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(event_id(7), "msg_7");
+    }
+}

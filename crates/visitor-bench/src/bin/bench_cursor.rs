@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         println!("{}", visitor_http::list_cursor_after(id));
         return ExitCode::SUCCESS;
     }
-    eprintln!("usage: bench-cursor ID (a visitor id, 1 or more) | bench-cursor feed TRANSACTION SEQUENCE");
+    eprintln!(
+        "usage: bench-cursor ID (a visitor id, 1 or more) | bench-cursor feed TRANSACTION SEQUENCE"
+    );
     ExitCode::FAILURE
 }

@@ -43,7 +43,11 @@ async fn stats(seen: web::Data<Arc<Mutex<Seen>>>) -> HttpResponse {
         lags.get(((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1)))
             .map_or(0.0, |lag| lag * 1000.0)
     };
-    let first = seen.arrivals.iter().map(|(at, _)| *at).fold(f64::INFINITY, f64::min);
+    let first = seen
+        .arrivals
+        .iter()
+        .map(|(at, _)| *at)
+        .fold(f64::INFINITY, f64::min);
     let last = seen.arrivals.iter().map(|(at, _)| *at).fold(0.0, f64::max);
     HttpResponse::Ok().json(serde_json::json!({
         "count": lags.len(),
