@@ -148,9 +148,10 @@ mutants: tools-mutants tools-nextest check-postgres ## mutation testing of visit
 	  --output target/mutants/store
 
 # CI's share: the mutants of the lines changed since the last commit whose mutants are all known
-# caught (the commit in .cargo/mutants-base, advanced after a passing `make mutants`, or after
-# CI's own `mutants-changed` passed on everything since the previous base). Nothing changed in
-# the two crates: nothing to run. The base missing from the history: the full run.
+# caught (the commit in .cargo/mutants-base, advanced after a passing `make mutants`, or after a
+# `make mutants-changed` over everything since the previous base whose misses tests then catch).
+# Nothing changed in the two crates: nothing to run. The base missing from the history: the full
+# run.
 MUTANTS_BASE := $(shell cat .cargo/mutants-base 2>/dev/null)
 mutants-changed: check-postgres ## mutation testing of the domain and store lines changed since .cargo/mutants-base
 	@mkdir -p target/mutants
