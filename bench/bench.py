@@ -606,121 +606,136 @@ def changes_comparison(service):
     """Issue 19: Create and Update with the change log written against the binary of the
     commit before; a feed page deep in a log of FEED_CHANGES against the first page and against
     pgbench running the same SELECT; the webhook delivery lag at WEBHOOK_RATE changes/s; the
-    deliveries per second with a receiver answering at once."""
+    deliveries per second with a receiver answering at once. BENCH_CHANGES_PARTS picks some."""
     notes = {}
+    parts = os.environ.get("BENCH_CHANGES_PARTS", "writes,feed,webhooks").split(",")
+    for part, measure_part in (("writes", writes_comparison), ("feed", feed_comparison),
+                               ("webhooks", webhook_comparison)):
+        if part in parts:
+            names = []
+            try:
+                notes.update(measure_part(service, names))
+            finally:
+                for name in names:
+                    drop(name)
+    return notes
+
+
+def writes_comparison(service, names):
     base = base_binary()
-    names = []
-    try:
-        sides = {}
-        for label, binary in (("before", base), ("change_log", service)):
-            name, url = pg_database(SEEDED, binary)
-            names.append(name)
-            sides[label] = (binary, dict(SERVICE_ENV, DATABASE_URL=url))
-        notes["writes"] = alternate_writes(sides, ["create", "update"])
-        log("create and update priced against the commit before")
-
-        name, url = pg_database(FEED_CHANGES, service)
+    sides = {}
+    for label, binary in (("before", base), ("change_log", service)):
+        name, url = pg_database(SEEDED, binary)
         names.append(name)
-        transaction, first, last = subprocess.run(
-            ["psql", url, "-At", "-F", " ", "-c",
-             "SELECT transaction::text, min(sequence), max(sequence) FROM visitor_changes GROUP BY 1"],
-            capture_output=True, text=True, check=True).stdout.split()
-        after = int(last) - 1000  # the last page of 1,000: FEED_CHANGES - 1000 changes deep
-        cursor = subprocess.run([str(RELEASE / "bench-cursor"), "feed", transaction, str(after)],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        psql("VACUUM ANALYZE visitor_changes; VACUUM ANALYZE visitors;", url)
-        feed = {"first": [], "deep": [], "pgbench": []}
-        with Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-feed") as server:
-            for page in ("", cursor):
-                wrk(server.base, "feed", FEED_CONNECTIONS, WARMUP, cursor=page)
-            for round_number in range(LIMITS_ROUNDS // 2):
-                order = [("first", ""), ("deep", cursor)]
-                if round_number % 2:
-                    order.reverse()
-                for label, page in order:
-                    feed[label].append(wrk(server.base, "feed", FEED_CONNECTIONS, LIMITS_SECONDS, cursor=page))
-                feed["pgbench"].append(pgbench(url, "feed", FEED_CONNECTIONS, LIMITS_SECONDS,
-                                               defines=(f"transaction={transaction}", f"sequence={after}")))
-        notes["feed"] = feed
-        notes["feed_changes"] = int(last) - int(first) + 1
-        log("feed pages measured")
+        sides[label] = (binary, dict(SERVICE_ENV, DATABASE_URL=url))
+    writes = alternate_writes(sides, ["create", "update"])
+    log("create and update priced against the commit before")
+    return {"writes": writes}
 
-        name, url = pg_database(0, service)
-        names.append(name)
-        ceiling = RELEASE / "webhook-receiver"
-        with Server(ceiling, name="webhook-receiver") as receiver, \
-                Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-webhooks") as server:
-            register_webhook(server.base, receiver.base + "/hook")
-            # WEBHOOK_RATE changes a second: an import of a tenth of them every 100 ms.
-            batch = WEBHOOK_RATE // 10
-            body = ("\n".join(['{"name":"Visitor"}'] * batch) + "\n").encode()
-            started = time.monotonic()
-            for tick in range(WEBHOOK_SECONDS * 10):
-                pause = started + tick / 10 - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                post_ndjson(server.base, body)
-            sent_for = time.monotonic() - started
-            lag = until_received(receiver, batch * WEBHOOK_SECONDS * 10, 120)
-            lag["sent_for"] = sent_for
-            notes["lag"] = lag
-            log("delivery lag measured")
 
-            psql_reset = http.client.HTTPConnection(*receiver.base.removeprefix("http://").rsplit(":", 1), timeout=30)
-            psql_reset.request("POST", "/reset")
-            psql_reset.getresponse().read()
-            psql_reset.close()
-            body = ("\n".join(['{"name":"Visitor"}'] * 10_000) + "\n").encode()
-            for _ in range(DELIVERIES // 10_000):
-                post_ndjson(server.base, body)
-            throughput = until_received(receiver, DELIVERIES, 300)
-            throughput["rate"] = throughput["count"] / (throughput["last"] - throughput["first"])
-            notes["throughput"] = throughput
-            notes["service_rss_kib"] = server.memory_kib()
-            log("deliveries per second measured")
-    finally:
-        for name in names:
-            drop(name)
+def feed_comparison(service, names):
+    name, url = pg_database(FEED_CHANGES, service)
+    names.append(name)
+    transaction, first, last = subprocess.run(
+        ["psql", url, "-At", "-F", " ", "-c",
+         "SELECT transaction::text, min(sequence), max(sequence) FROM visitor_changes GROUP BY 1"],
+        capture_output=True, text=True, check=True).stdout.split()
+    after = int(last) - 1000  # the last page of 1,000: FEED_CHANGES - 1000 changes deep
+    cursor = subprocess.run([str(RELEASE / "bench-cursor"), "feed", transaction, str(after)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    for table in ("visitor_changes", "visitors"):
+        psql(f"VACUUM ANALYZE {table}", url)
+    feed = {"first": [], "deep": [], "pgbench": []}
+    with Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-feed") as server:
+        for page in ("", cursor):
+            wrk(server.base, "feed", FEED_CONNECTIONS, WARMUP, cursor=page)
+        for round_number in range(LIMITS_ROUNDS // 2):
+            order = [("first", ""), ("deep", cursor)]
+            if round_number % 2:
+                order.reverse()
+            for label, page in order:
+                feed[label].append(wrk(server.base, "feed", FEED_CONNECTIONS, LIMITS_SECONDS, cursor=page))
+            feed["pgbench"].append(pgbench(url, "feed", FEED_CONNECTIONS, LIMITS_SECONDS,
+                                           defines=(f"transaction={transaction}", f"sequence={after}")))
+    log("feed pages measured")
+    return {"feed": feed, "feed_changes": int(last) - int(first) + 1}
+
+
+def webhook_comparison(service, names):
+    notes = {}
+    name, url = pg_database(0, service)
+    names.append(name)
+    with Server(RELEASE / "webhook-receiver", name="webhook-receiver") as receiver, \
+            Server(service, dict(SERVICE_ENV, DATABASE_URL=url), name="changes-webhooks") as server:
+        register_webhook(server.base, receiver.base + "/hook")
+        # WEBHOOK_RATE changes a second: an import of a tenth of them every 100 ms.
+        batch = WEBHOOK_RATE // 10
+        body = ("\n".join(['{"name":"Visitor"}'] * batch) + "\n").encode()
+        started = time.monotonic()
+        for tick in range(WEBHOOK_SECONDS * 10):
+            pause = started + tick / 10 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            post_ndjson(server.base, body)
+        sent_for = time.monotonic() - started
+        lag = until_received(receiver, batch * WEBHOOK_SECONDS * 10, 120)
+        lag["sent_for"] = sent_for
+        notes["lag"] = lag
+        log("delivery lag measured")
+
+        reset = http.client.HTTPConnection(*receiver.base.removeprefix("http://").rsplit(":", 1), timeout=30)
+        reset.request("POST", "/reset")
+        reset.getresponse().read()
+        reset.close()
+        body = ("\n".join(['{"name":"Visitor"}'] * 10_000) + "\n").encode()
+        for _ in range(DELIVERIES // 10_000):
+            post_ndjson(server.base, body)
+        throughput = until_received(receiver, DELIVERIES, 300)
+        throughput["rate"] = throughput["count"] / (throughput["last"] - throughput["first"])
+        notes["throughput"] = throughput
+        notes["service_rss_kib"] = server.memory_kib()
+        log("deliveries per second measured")
     return notes
 
 
 def changes_lines(notes):
+    """The table of what changes_comparison measured (the parts it measured)."""
     med = statistics.median
+    pairs_text = lambda pairs: ", ".join(f"{r:.2f}" for r in pairs)
+    met = lambda ok: "yes" if ok else "**no**"
     rows = []
-    for mode, title in (("create", "Create"), ("update", "Update")):
+    for mode, title in (("create", "Create"), ("update", "Update")) if "writes" in notes else ():
         runs = notes["writes"][mode]
         pairs = [ours["rps"] / theirs["rps"] for ours, theirs in zip(runs["change_log"], runs["before"])]
         ratio = med(pairs)
         rows.append(f"| {title} on Postgres, {HEADLINE} connections, change log written (no webhook) / "
-                    f"the binary of {BASE_COMMIT[:7]} (pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
+                    f"the binary of {BASE_COMMIT[:7]} (pairs: {pairs_text(pairs)}) | "
                     f"{med(r['rps'] for r in runs['change_log']):,.0f} req/s | "
                     f"{med(r['rps'] for r in runs['before']):,.0f} req/s | {ratio:.3f} | ≥ 0.9 | "
-                    f"{'yes' if ratio >= 0.9 else '**no**'} |")
-    feed = notes["feed"]
-    pairs = [d["rps"] / f["rps"] for d, f in zip(feed["deep"], feed["first"])]
-    ratio = med(pairs)
-    rows.append(f"| feed page of 1,000, {notes['feed_changes'] - 1000:,} changes deep / the first page, "
-                f"{FEED_CONNECTIONS} connections (pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
-                f"{med(r['rps'] for r in feed['deep']):,.0f} pages/s | "
-                f"{med(r['rps'] for r in feed['first']):,.0f} pages/s | {ratio:.3f} | ≥ 0.9 | "
-                f"{'yes' if ratio >= 0.9 else '**no**'} |")
-    pairs = [d["rps"] / p["rps"] for d, p in zip(feed["deep"], feed["pgbench"])]
-    ratio = med(pairs)
-    rows.append(f"| feed page (deep) / pgbench running the same SELECT, {FEED_CONNECTIONS} connections "
-                f"(pairs: {', '.join(f'{r:.2f}' for r in pairs)}) | "
-                f"{med(r['rps'] for r in feed['deep']):,.0f} pages/s | "
-                f"{med(r['rps'] for r in feed['pgbench']):,.0f} pages/s | {ratio:.3f} | ≥ 0.5 | "
-                f"{'yes' if ratio >= 0.5 else '**no**'} |")
-    lag = notes["lag"]
-    rows.append(f"| webhook delivery lag, change to the receiver's 2xx, {WEBHOOK_RATE:,} changes/s for "
-                f"{WEBHOOK_SECONDS} s (sent in {lag['sent_for']:.1f} s), one instance: p50 "
-                f"{lag['lag_p50_ms']:.0f} ms, max {lag['lag_max_ms']:.0f} ms | p99 {lag['lag_p99_ms']:.0f} ms | — | — | "
-                f"p99 < 1 s | {'yes' if lag['lag_p99_ms'] < 1000 else '**no**'} |")
-    rate = notes["throughput"]["rate"]
-    rows.append(f"| deliveries per second, one instance, receiver answering at once "
-                f"({notes['throughput']['count']:,} deliveries) | {rate:,.0f}/s | — | — | ≥ 2,000 | "
-                f"{'yes' if rate >= 2000 else '**no**'} |")
-    return [f"Issue 19 (release build, logs to a file; ratios are medians of alternating pairs):", "",
+                    f"{met(ratio >= 0.9)} |")
+    if "feed" in notes:
+        feed = notes["feed"]
+        deep = med(r["rps"] for r in feed["deep"])
+        for label, reference, goal, title in (
+                ("first", "the first page", 0.9,
+                 f"feed page of 1,000, {notes['feed_changes'] - 1000:,} changes deep / the first page"),
+                ("pgbench", "pgbench", 0.5, "feed page (deep) / pgbench running the same SELECT")):
+            pairs = [d["rps"] / r["rps"] for d, r in zip(feed["deep"], feed[label])]
+            ratio = med(pairs)
+            rows.append(f"| {title}, {FEED_CONNECTIONS} connections (pairs: {pairs_text(pairs)}) | "
+                        f"{deep:,.0f} pages/s | {med(r['rps'] for r in feed[label]):,.0f} pages/s | "
+                        f"{ratio:.3f} | ≥ {goal} | {met(ratio >= goal)} |")
+    if "lag" in notes:
+        lag = notes["lag"]
+        rows.append(f"| webhook delivery lag, change to the receiver's 2xx, {WEBHOOK_RATE:,} changes/s for "
+                    f"{WEBHOOK_SECONDS} s (sent in {lag['sent_for']:.1f} s), one instance: p50 "
+                    f"{lag['lag_p50_ms']:.0f} ms, max {lag['lag_max_ms']:.0f} ms | p99 {lag['lag_p99_ms']:.0f} ms "
+                    f"| — | — | p99 < 1 s | {met(lag['lag_p99_ms'] < 1000)} |")
+        rate = notes["throughput"]["rate"]
+        rows.append(f"| deliveries per second, one instance, receiver answering at once "
+                    f"({notes['throughput']['count']:,} deliveries) | {rate:,.0f}/s | — | — | ≥ 2,000 | "
+                    f"{met(rate >= 2000)} |")
+    return ["Issue 19 (release build, logs to a file; ratios are medians of alternating pairs):", "",
             "| measure | service | reference | ratio | goal | met |",
             "| --- | ---: | ---: | ---: | --- | --- |", *rows]
 

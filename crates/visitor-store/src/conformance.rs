@@ -1670,4 +1670,34 @@ pub async fn the_deliveries_log_keeps_the_latest_hundred(store: SharedStore) {
     let numbers: Vec<u32> = log.iter().map(|a| a.attempt).collect();
     assert_eq!(numbers, (6..=105).rev().collect::<Vec<u32>>());
 }
+
+pub async fn concurrent_ends_of_attempts_to_one_webhook_all_succeed(store: SharedStore) {
+    let webhook = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/", &WebhookEvent::ALL))
+        .await
+        .unwrap()
+        .id;
+    let outcomes = store
+        .import((0..160).map(|_| ImportLine::Create(NewVisitor::default())).collect())
+        .await
+        .unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    // Each end logs an attempt and prunes the log to its latest hundred, all at once.
+    let claimed = store.claim_deliveries(200, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 160);
+    let ends = claimed.into_iter().map(|delivery| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .finish_delivery(&delivery, DeliveryOutcome::Delivered, sent(200))
+                .await
+        }
+    });
+    for end in join_all(ends).await {
+        end.expect("no end fails for another");
+    }
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+    let kept = store.attempts(webhook).await.unwrap().len();
+    assert!((100..=160).contains(&kept), "{kept}");
+}
 }

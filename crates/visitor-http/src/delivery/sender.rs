@@ -21,6 +21,10 @@ use crate::observability::metrics::{AttemptOutcome, WebhookMetrics};
 /// Deliveries being sent at once, per instance.
 pub const CONCURRENCY: usize = 256;
 
+/// Store calls the sender makes at once (reading a visitor, recording an outcome), so that
+/// deliveries never take the connections requests need.
+pub const STORE_CALLS: usize = 4;
+
 /// How long the sender waits when nothing is due.
 const IDLE: Duration = Duration::from_millis(50);
 
@@ -80,6 +84,7 @@ fn after_failure(schedule: &[Duration], attempt: u32) -> DeliveryOutcome {
 #[derive(Debug)]
 struct Sender {
     store: SharedStorage,
+    store_calls: Semaphore,
     client: reqwest::Client,
     settings: DeliverySettings,
     metrics: WebhookMetrics,
@@ -107,6 +112,7 @@ pub(crate) async fn deliver(
     let lease = settings.timeout + LEASE_MARGIN;
     let sender = Arc::new(Sender {
         store,
+        store_calls: Semaphore::new(STORE_CALLS),
         client,
         settings,
         metrics,
@@ -175,7 +181,11 @@ impl Sender {
         let data = match delivery.event {
             WebhookEvent::Deleted => json!({"id": delivery.visitor_id.get()}),
             WebhookEvent::Created | WebhookEvent::Updated => {
-                match self.store.get(delivery.visitor_id).await {
+                let visitor = {
+                    let _call = self.store_calls.acquire().await;
+                    self.store.get(delivery.visitor_id).await
+                };
+                match visitor {
                     Ok(stored) => json!(stored.visitor),
                     // Erased before it could be sent: its erasure follows.
                     Err(StoreError::NotFound) => {
@@ -275,9 +285,10 @@ impl Sender {
         outcome: DeliveryOutcome,
         result: Option<AttemptResult>,
     ) {
+        let _call = self.store_calls.acquire().await;
         if let Err(error) = self.store.finish_delivery(delivery, outcome, result).await {
             // The lease runs out and the delivery is claimed again: at least once.
-            tracing::warn!(%error, delivery = delivery.id, "a webhook delivery's outcome cannot be recorded");
+            tracing::warn!(error = ?error, delivery = delivery.id, "a webhook delivery's outcome cannot be recorded");
         }
     }
 }
