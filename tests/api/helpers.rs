@@ -298,6 +298,18 @@ impl TestApp {
             .await
     }
 
+    /// The `/metrics` text of the main listener.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops the server and closes its store's connections (so the test database can be
     /// dropped).
     pub async fn stop(self) {

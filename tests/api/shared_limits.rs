@@ -154,15 +154,7 @@ async fn two_instances_count_one_clients_failures_together() {
 }
 
 async fn store_errors(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|line| line.strip_prefix("rate_limit_store_errors_total "))
         .map(|value| value.trim().parse().unwrap())

@@ -397,15 +397,7 @@ async fn every_change_reaches_the_receiver_signed_and_in_order(app: &TestApp) {
     assert!(attempts
         .iter()
         .all(|a| a["status"] == 204 && a["attempt"] == 1 && a["error"].is_null()));
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "webhook_deliveries_total{{outcome=\"success\"}} {}",
@@ -479,15 +471,7 @@ async fn failures_are_retried_and_a_410_disables_the_webhook(app: &TestApp) {
         .await;
     assert_eq!(receiver.received("/gone").len(), 1);
     assert!(first < second);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("webhook_deliveries_total{outcome=\"failure\"} 5"),
         "{metrics}"
@@ -532,15 +516,7 @@ async fn an_unreachable_receiver_is_retried_then_given_up() {
     assert!(attempts
         .iter()
         .all(|a| a["status"].is_null() && a["error"] == "connection refused"));
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("webhook_deliveries_total{outcome=\"gave_up\"} 1"),
         "{metrics}"

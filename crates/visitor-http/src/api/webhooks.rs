@@ -200,6 +200,15 @@ fn webhook_id(path: &str) -> Result<i64, ApiError> {
         .ok_or(ApiError::WebhookNotFound)
 }
 
+/// The webhook of a path, or 404.
+async fn stored(context: &AppContext, path: &str) -> Result<Webhook, ApiError> {
+    context
+        .store
+        .webhook(webhook_id(path)?)
+        .await
+        .map_err(not_found)
+}
+
 fn not_found(error: StoreError) -> ApiError {
     match error {
         StoreError::NotFound => ApiError::WebhookNotFound,
@@ -283,11 +292,7 @@ pub(crate) async fn show_webhook(
     context: Data<AppContext>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let webhook = context
-        .store
-        .webhook(webhook_id(&path)?)
-        .await
-        .map_err(not_found)?;
+    let webhook = stored(&context, &path).await?;
     Ok(HttpResponse::Ok().json(WebhookBody::of(&webhook, false)))
 }
 
@@ -307,11 +312,7 @@ pub(crate) async fn show_webhook_secret(
     context: Data<AppContext>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let webhook = context
-        .store
-        .webhook(webhook_id(&path)?)
-        .await
-        .map_err(not_found)?;
+    let webhook = stored(&context, &path).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "secret": webhook.secret })))
 }
 
