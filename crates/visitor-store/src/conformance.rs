@@ -17,7 +17,7 @@ use visitor_domain::{
 };
 
 use crate::{
-    AttemptResult, Change, ChangeCursor, ChangePage, ChangeStart, Delivery, DeliveryOutcome,
+    AttemptResult, Change, ChangeCursor, ChangePage, ChangeStart, Delivery, DeliveryOutcome, Ended,
     IdempotencyKey, IdempotencyPolicy, Idempotent, IfMatch, ImportLine, ListQuery, NewWebhook,
     Order, SharedStorage as SharedStore, StoreError, StoredVisitor, UpsertCondition, Upserted,
     Version, WebhookEvent,
@@ -1669,6 +1669,69 @@ pub async fn the_deliveries_log_keeps_the_latest_hundred(store: SharedStore) {
     assert_eq!(log.len(), crate::ATTEMPTS_KEPT);
     let numbers: Vec<u32> = log.iter().map(|a| a.attempt).collect();
     assert_eq!(numbers, (6..=105).rev().collect::<Vec<u32>>());
+}
+
+pub async fn a_claim_carries_the_visitors_state_as_it_is_then(store: SharedStore) {
+    store.create_webhook(new_webhook("http://127.0.0.1:9/", &WebhookEvent::ALL)).await.unwrap();
+    let kept = store.create(new_visitor(json!({"name": "First"}))).await.unwrap().id;
+    let changed = store.update(kept, patch(json!({"name": "Second"}))).await.unwrap();
+    let erased = store.create(new_visitor(json!({"name": "Erased"}))).await.unwrap().id;
+    store.delete(erased, &IfMatch::Any).await.unwrap();
+    let batch = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    let states: Vec<(i64, WebhookEvent, Option<Visitor>)> =
+        batch.iter().map(|d| (d.visitor_id.get(), d.event, d.visitor.clone())).collect();
+    assert_eq!(
+        states,
+        [(kept.get(), WebhookEvent::Created, Some(changed.visitor.clone())), (erased.get(), WebhookEvent::Created, None)],
+        "the state as it is at the claim; none for a visitor erased since"
+    );
+    for delivery in &batch {
+        store.finish_delivery(delivery, DeliveryOutcome::Delivered, sent(200)).await.unwrap();
+    }
+    let next = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    let states: Vec<(i64, WebhookEvent, Option<Visitor>)> =
+        next.iter().map(|d| (d.visitor_id.get(), d.event, d.visitor.clone())).collect();
+    assert_eq!(
+        states,
+        [(kept.get(), WebhookEvent::Updated, Some(changed.visitor)), (erased.get(), WebhookEvent::Deleted, None)]
+    );
+}
+
+pub async fn ends_of_attempts_are_recorded_together_each_with_its_outcome(store: SharedStore) {
+    let kept = store.create_webhook(new_webhook("http://127.0.0.1:9/kept", &WebhookEvent::ALL)).await.unwrap().id;
+    let gone = store.create_webhook(new_webhook("http://127.0.0.1:9/gone", &WebhookEvent::ALL)).await.unwrap().id;
+    let ids: Vec<i64> = join_all((0..3).map(|_| store.create(NewVisitor::default())))
+        .await
+        .into_iter()
+        .map(|created| created.unwrap().id.get())
+        .collect();
+    let mut batch = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    assert_eq!(batch.len(), 6);
+    batch.sort_by_key(|d| (d.webhook_id, d.visitor_id.get()));
+    let of = |webhook: i64, visitor: i64| {
+        batch.iter().find(|d| d.webhook_id == webhook && d.visitor_id.get() == visitor).unwrap().clone()
+    };
+    let end = |delivery: Delivery, outcome: DeliveryOutcome, result: Option<AttemptResult>| Ended { delivery, outcome, result };
+    store
+        .finish_deliveries(vec![
+            end(of(kept, ids[0]), DeliveryOutcome::Delivered, sent(200)),
+            end(of(kept, ids[1]), DeliveryOutcome::Retry(std::time::Duration::ZERO), sent(500)),
+            end(of(gone, ids[0]), DeliveryOutcome::Disable, sent(410)),
+            end(of(kept, ids[2]), DeliveryOutcome::Dropped, None),
+        ])
+        .await
+        .unwrap();
+    assert!(!store.webhook(gone).await.unwrap().enabled);
+    assert!(store.webhook(kept).await.unwrap().enabled);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1, "only the retry is left");
+    let again = store.claim_deliveries(10, LONG_LEASE).await.unwrap();
+    assert_eq!(claimed(&again), [(kept, WebhookEvent::Created, ids[1], 2)]);
+    let log: Vec<(i64, Option<u16>)> =
+        store.attempts(kept).await.unwrap().iter().map(|a| (a.visitor_id.get(), a.status)).collect();
+    assert_eq!(log, [(ids[1], Some(500)), (ids[0], Some(200))], "newest first, in the batch's order");
+    assert_eq!(store.attempts(gone).await.unwrap().len(), 1);
+    store.finish_deliveries(Vec::new()).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1);
 }
 
 pub async fn concurrent_ends_of_attempts_to_one_webhook_all_succeed(store: SharedStore) {

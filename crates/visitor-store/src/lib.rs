@@ -49,7 +49,7 @@ pub use tokens::{ActiveToken, Role, TokenDigest, TokenRecord, TokenStore};
 #[cfg(feature = "postgres")]
 pub use transfer::Restored;
 pub use webhooks::{
-    Attempt, AttemptResult, Delivery, DeliveryOutcome, NewWebhook, Webhook, WebhookEvent,
+    Attempt, AttemptResult, Delivery, DeliveryOutcome, Ended, NewWebhook, Webhook, WebhookEvent,
     WebhookStore, ATTEMPTS_KEPT,
 };
 

@@ -36,10 +36,10 @@ use visitor_domain::{
 use crate::changes::MemoryLog;
 use crate::webhooks::MemoryWebhooks;
 use crate::{
-    Attempt, AttemptResult, Change, ChangeLog, ChangePage, ChangeStart, Delivery, DeliveryOutcome,
-    IdempotencyKey, IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine,
-    ImportOutcome, ListQuery, NewWebhook, Operations, Order, StoreError, StoredVisitor,
-    UpsertCondition, Upserted, Version, VisitorStore, Webhook, WebhookEvent, WebhookStore,
+    Attempt, Change, ChangeLog, ChangePage, ChangeStart, Delivery, Ended, IdempotencyKey,
+    IdempotencyPolicy, IdempotencyStore, Idempotent, IfMatch, ImportLine, ImportOutcome, ListQuery,
+    NewWebhook, Operations, Order, StoreError, StoredVisitor, UpsertCondition, Upserted, Version,
+    VisitorStore, Webhook, WebhookEvent, WebhookStore,
 };
 
 const SHARDS: usize = 16;
@@ -436,16 +436,29 @@ impl<S: BuildHasher + Send + Sync + std::fmt::Debug> WebhookStore for MemoryStor
         limit: usize,
         lease: std::time::Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
-        Ok(lock(&self.webhooks).claim(limit, lease, Utc::now()))
+        // The webhooks' lock is let go before a shard's is taken (the locks' order): a visitor
+        // read after its claim is as new as or newer than at the claim.
+        let mut claimed = lock(&self.webhooks).claim(limit, lease, Utc::now());
+        for delivery in &mut claimed {
+            if delivery.event != WebhookEvent::Deleted {
+                delivery.visitor =
+                    self.with_visitor(delivery.visitor_id, |stored| stored.visitor.clone());
+            }
+        }
+        Ok(claimed)
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery: &Delivery,
-        outcome: DeliveryOutcome,
-        result: Option<AttemptResult>,
-    ) -> Result<(), StoreError> {
-        lock(&self.webhooks).finish(delivery, outcome, result, Utc::now());
+    async fn finish_deliveries(&self, ended: Vec<Ended>) -> Result<(), StoreError> {
+        let mut webhooks = lock(&self.webhooks);
+        let now = Utc::now();
+        for Ended {
+            delivery,
+            outcome,
+            result,
+        } in ended
+        {
+            webhooks.finish(&delivery, outcome, result, now);
+        }
         Ok(())
     }
 

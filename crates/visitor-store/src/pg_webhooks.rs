@@ -1,6 +1,8 @@
 //! [`WebhookStore`] on PostgreSQL (migration `20261210000001`): deliveries are rows the change
 //! log's trigger writes in the transaction of the change; senders claim them for a lease with
-//! `FOR UPDATE SKIP LOCKED`, only the oldest of a visitor's deliveries to a webhook at a time.
+//! `FOR UPDATE SKIP LOCKED`, only the oldest of a visitor's deliveries to a webhook at a time,
+//! each read with its visitor's state in the same statement; ends of attempts are applied a
+//! batch at a time by one call (migration `20261211000001`).
 
 use std::time::Duration;
 
@@ -10,10 +12,10 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use visitor_domain::VisitorId;
 
-use crate::postgres::{on_connection, translate};
+use crate::postgres::{on_connection, translate, visitor_at};
 use crate::webhooks::event_id;
 use crate::{
-    Attempt, AttemptResult, Delivery, DeliveryOutcome, NewWebhook, PgStore, StoreError, Webhook,
+    Attempt, Delivery, DeliveryOutcome, Ended, NewWebhook, PgStore, StoreError, Webhook,
     WebhookEvent, WebhookStore, ATTEMPTS_KEPT,
 };
 
@@ -102,9 +104,10 @@ impl WebhookStore for PgStore {
         lease: Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.migrate().await?;
+        // The visitor is read for a creation or an update only (an erasure sends its id).
         let statement = sqlx::query(
             "WITH due AS (
-                 SELECT d.id FROM webhook_deliveries AS d
+                 SELECT d.id, d.webhook_id, d.visitor_id, d.event FROM webhook_deliveries AS d
                  WHERE d.due <= now()
                    AND (d.leased_until IS NULL OR d.leased_until < now())
                    AND NOT EXISTS (
@@ -118,10 +121,14 @@ impl WebhookStore for PgStore {
              UPDATE webhook_deliveries AS d
              SET attempts = d.attempts + 1,
                  leased_until = now() + $2 * interval '1 millisecond'
-             FROM due, webhooks AS w
-             WHERE d.id = due.id AND w.id = d.webhook_id
+             FROM due
+             JOIN webhooks AS w ON w.id = due.webhook_id
+             LEFT JOIN visitors AS v
+                 ON v.id = due.visitor_id AND due.event <> 'visitor.deleted'
+             WHERE d.id = due.id
              RETURNING d.id, d.webhook_id, w.url, w.secret, d.event, d.visitor_id, d.changed_at,
-                       d.attempts",
+                       d.attempts, v.id, v.name, v.email, v.phone, v.notes, v.external_id,
+                       v.banned, v.created, v.version",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(millis(lease));
@@ -143,44 +150,73 @@ impl WebhookStore for PgStore {
                     visitor_id: visitor_id(row.try_get_unchecked(5).map_err(translate)?)?,
                     changed_at: row.try_get_unchecked(6).map_err(translate)?,
                     attempt: u32::try_from(attempt).unwrap_or(0),
+                    visitor: visitor_at(row, 8)?.map(|stored| stored.visitor),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(claimed)
     }
 
-    async fn finish_delivery(
-        &self,
-        delivery: &Delivery,
-        outcome: DeliveryOutcome,
-        result: Option<AttemptResult>,
-    ) -> Result<(), StoreError> {
+    async fn finish_deliveries(&self, ended: Vec<Ended>) -> Result<(), StoreError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
         self.migrate().await?;
-        let (what, retry) = match outcome {
-            DeliveryOutcome::Retry(after) => ("retry", millis(after)),
-            DeliveryOutcome::Disable => ("disable", 0),
-            DeliveryOutcome::Delivered | DeliveryOutcome::Dropped | DeliveryOutcome::GaveUp => {
-                ("done", 0)
-            }
-        };
-        let (sent, status, error) = match result {
-            Some(result) => (true, result.status.map(i32::from), result.error),
-            None => (false, None, None),
-        };
+        let count = ended.len();
+        let mut deliveries = Vec::with_capacity(count);
+        let mut webhooks = Vec::with_capacity(count);
+        let mut outcomes = Vec::with_capacity(count);
+        let mut retries = Vec::with_capacity(count);
+        let mut sent = Vec::with_capacity(count);
+        let mut event_ids = Vec::with_capacity(count);
+        let mut events = Vec::with_capacity(count);
+        let mut visitors = Vec::with_capacity(count);
+        let mut attempts = Vec::with_capacity(count);
+        let mut statuses = Vec::with_capacity(count);
+        let mut errors = Vec::with_capacity(count);
+        for Ended {
+            delivery,
+            outcome,
+            result,
+        } in ended
+        {
+            let (what, retry) = match outcome {
+                DeliveryOutcome::Retry(after) => ("retry", millis(after)),
+                DeliveryOutcome::Disable => ("disable", 0),
+                DeliveryOutcome::Delivered | DeliveryOutcome::Dropped | DeliveryOutcome::GaveUp => {
+                    ("done", 0)
+                }
+            };
+            let (was_sent, status, error) = match result {
+                Some(result) => (true, result.status.map(i32::from), result.error),
+                None => (false, None, None),
+            };
+            deliveries.push(delivery.id);
+            webhooks.push(delivery.webhook_id);
+            outcomes.push(what);
+            retries.push(retry);
+            sent.push(was_sent);
+            event_ids.push(delivery.event_id);
+            events.push(delivery.event.as_str());
+            visitors.push(delivery.visitor_id.get());
+            attempts.push(i32::try_from(delivery.attempt).unwrap_or(i32::MAX));
+            statuses.push(status);
+            errors.push(error);
+        }
         let statement = sqlx::query(
-            "SELECT finish_webhook_delivery($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "SELECT finish_webhook_deliveries($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(delivery.id)
-        .bind(delivery.webhook_id)
-        .bind(what)
-        .bind(retry)
+        .bind(deliveries)
+        .bind(webhooks)
+        .bind(outcomes)
+        .bind(retries)
         .bind(sent)
-        .bind(&delivery.event_id)
-        .bind(delivery.event.as_str())
-        .bind(delivery.visitor_id.get())
-        .bind(i32::try_from(delivery.attempt).unwrap_or(i32::MAX))
-        .bind(status)
-        .bind(error);
+        .bind(event_ids)
+        .bind(events)
+        .bind(visitors)
+        .bind(attempts)
+        .bind(statuses)
+        .bind(errors);
         on_connection!(self, |connection| statement.execute(connection)).map_err(translate)?;
         Ok(())
     }

@@ -111,6 +111,22 @@ impl VisitorRow {
     }
 }
 
+/// The visitor whose [`COLUMNS`] start at index `first` of a row, if there is one (a left join
+/// that found none leaves them all NULL).
+pub(crate) fn visitor_at(
+    row: &sqlx::postgres::PgRow,
+    first: usize,
+) -> Result<Option<StoredVisitor>, StoreError> {
+    let id: Option<i64> = row.try_get_unchecked(first).map_err(translate)?;
+    if id.is_none() {
+        return Ok(None);
+    }
+    VisitorRow::decode_from(row, first)
+        .map_err(translate)?
+        .try_into()
+        .map(Some)
+}
+
 impl TryFrom<VisitorRow> for StoredVisitor {
     type Error = StoreError;
 

@@ -2,18 +2,19 @@
 //! to them, kept by the backend so that no change is lost and each is sent by one sender.
 //!
 //! A delivery is recorded with the change itself, for every enabled webhook that takes its
-//! event, and holds no data of the visitor (its id, the event, when it happened): the sender
-//! reads the visitor when it sends. A sender claims deliveries for a lease; a delivery whose
+//! event, and holds no data of the visitor (its id, the event, when it happened): a claim reads
+//! the visitor's state as it is then. A sender claims deliveries for a lease; a delivery whose
 //! lease ran out (its sender died, or lost the outcome) is claimed again. Of one visitor's
 //! deliveries to one webhook only the oldest can be claimed, so they are sent one after the
-//! other, in order.
+//! other, in order, each with a state no older than the one before. A sender ends many
+//! attempts at once ([`WebhookStore::finish_deliveries`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use visitor_domain::VisitorId;
+use visitor_domain::{Visitor, VisitorId};
 
 use crate::StoreError;
 
@@ -83,6 +84,18 @@ pub struct Delivery {
     pub changed_at: DateTime<Utc>,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// The visitor's state when the delivery was claimed, for a creation or an update; `None`
+    /// for an erasure, or when the visitor was erased since (its erasure follows).
+    pub visitor: Option<Visitor>,
+}
+
+/// An attempt ended: what became of it, and what the receiver answered (`None` when it was not
+/// sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub delivery: Delivery,
+    pub outcome: DeliveryOutcome,
+    pub result: Option<AttemptResult>,
 }
 
 /// How an attempt ended, and what becomes of its delivery.
@@ -150,7 +163,8 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     async fn delete_webhook(&self, id: i64) -> Result<(), StoreError>;
 
     /// Claims at most `limit` deliveries due now for `lease`, each the oldest pending one of its
-    /// visitor and webhook, none claimed by another sender whose lease still runs.
+    /// visitor and webhook, none claimed by another sender whose lease still runs, each with
+    /// the visitor's state as it is now.
     ///
     /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
     async fn claim_deliveries(
@@ -159,8 +173,13 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         lease: Duration,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Ends an attempt of a claimed delivery: logs `result` (when it was sent) and applies
-    /// `outcome`.
+    /// Ends attempts of claimed deliveries, all at once: logs each result (of those sent, in
+    /// order) and applies each outcome.
+    ///
+    /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
+    async fn finish_deliveries(&self, ended: Vec<Ended>) -> Result<(), StoreError>;
+
+    /// Ends one attempt of a claimed delivery, as [`Self::finish_deliveries`] does.
     ///
     /// Errors: [`StoreError::Unavailable`]; [`StoreError::Internal`].
     async fn finish_delivery(
@@ -168,7 +187,15 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         delivery: &Delivery,
         outcome: DeliveryOutcome,
         result: Option<AttemptResult>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let delivery = delivery.clone();
+        self.finish_deliveries(vec![Ended {
+            delivery,
+            outcome,
+            result,
+        }])
+        .await
+    }
 
     /// The webhook's latest attempts, newest first, at most [`ATTEMPTS_KEPT`].
     ///
@@ -264,6 +291,8 @@ impl MemoryWebhooks {
         self.webhooks.len() < before
     }
 
+    /// Claims as [`WebhookStore::claim_deliveries`] says, without the visitors' states (the
+    /// store adds them).
     pub fn claim(&mut self, limit: usize, lease: Duration, now: DateTime<Utc>) -> Vec<Delivery> {
         let lease = chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
         let mut heads: HashSet<(i64, VisitorId)> = HashSet::new();
@@ -292,6 +321,7 @@ impl MemoryWebhooks {
                 visitor_id: pending.visitor_id,
                 changed_at: pending.changed_at,
                 attempt: pending.attempts,
+                visitor: None,
             });
         }
         claimed

@@ -1,29 +1,28 @@
 //! The sender: claims due deliveries from the store (each for a lease longer than an attempt
-//! can take), sends each as its own task, at most [`CONCURRENCY`] at once, and tells the store
-//! how each ended. The store hands out only the oldest of a visitor's deliveries to a webhook,
-//! so a receiver gets them one after the other, in order; a sender that dies loses nothing (the
-//! lease runs out and a sender claims the delivery again).
+//! can take, each with its visitor's state), sends each as its own task, at most
+//! [`CONCURRENCY`] at once, and tells the store how they ended, a batch at a time. The store
+//! hands out only the oldest of a visitor's deliveries to a webhook, so a receiver gets them one
+//! after the other, in order; a sender that dies loses nothing (the lease runs out and a sender
+//! claims the delivery again).
+//!
+//! The sender uses at most two of the store's connections at once: one to claim, one to record
+//! ends, so deliveries never take the connections requests need.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use visitor_store::{
-    AttemptResult, Delivery, DeliveryOutcome, SharedStorage, StoreError, WebhookEvent,
-};
+use visitor_store::{AttemptResult, Delivery, DeliveryOutcome, Ended, SharedStorage, WebhookEvent};
 
 use crate::delivery::signature::sign;
 use crate::observability::metrics::{AttemptOutcome, WebhookMetrics};
 
-/// Deliveries being sent at once, per instance.
+/// Deliveries being sent at once, per instance (counted until their ends are recorded).
 pub const CONCURRENCY: usize = 256;
-
-/// Store calls the sender makes at once (reading a visitor, recording an outcome), so that
-/// deliveries never take the connections requests need.
-pub const STORE_CALLS: usize = 4;
 
 /// How long the sender waits when nothing is due.
 const IDLE: Duration = Duration::from_millis(50);
@@ -83,12 +82,13 @@ fn after_failure(schedule: &[Duration], attempt: u32) -> DeliveryOutcome {
 /// What the sender needs for each delivery.
 #[derive(Debug)]
 struct Sender {
-    store: SharedStorage,
-    store_calls: Semaphore,
     client: reqwest::Client,
     settings: DeliverySettings,
     metrics: WebhookMetrics,
 }
+
+/// An attempt's end, and the slot it holds until the end is recorded.
+type Finished = (Ended, OwnedSemaphorePermit);
 
 /// Sends deliveries until the task is stopped (with the application's other background work);
 /// the attempts in flight then stop too, and their leases run out.
@@ -109,14 +109,18 @@ pub(crate) async fn deliver(
             return;
         }
     };
-    let lease = settings.timeout + LEASE_MARGIN;
     let sender = Arc::new(Sender {
-        store,
-        store_calls: Semaphore::new(STORE_CALLS),
         client,
         settings,
         metrics,
     });
+    let (ends, ended) = mpsc::unbounded_channel();
+    tokio::join!(send(&store, sender, ends), record(&store, ended));
+}
+
+/// Claims what is due as slots free up, and sends each delivery as its own task.
+async fn send(store: &SharedStorage, sender: Arc<Sender>, ends: UnboundedSender<Finished>) {
+    let lease = sender.settings.timeout + LEASE_MARGIN;
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let mut sending = JoinSet::new();
     let mut failing = false;
@@ -124,7 +128,7 @@ pub(crate) async fn deliver(
     loop {
         while sending.try_join_next().is_some() {}
         if counted.elapsed() >= COUNT_EVERY {
-            if let Ok(pending) = sender.store.pending_deliveries().await {
+            if let Ok(pending) = store.pending_deliveries().await {
                 sender.metrics.set_pending(pending);
             }
             counted = tokio::time::Instant::now();
@@ -134,7 +138,7 @@ pub(crate) async fn deliver(
             return;
         };
         let free = permits.available_permits() + 1;
-        let claimed = match sender.store.claim_deliveries(free, lease).await {
+        let claimed = match store.claim_deliveries(free, lease).await {
             Ok(claimed) => {
                 if failing {
                     tracing::info!("webhook deliveries can be claimed again");
@@ -167,37 +171,39 @@ pub(crate) async fn deliver(
                 },
             };
             let sender = Arc::clone(&sender);
+            let ends = ends.clone();
             sending.spawn(async move {
-                sender.attempt(delivery).await;
-                drop(permit);
+                let ended = sender.attempt(delivery).await;
+                // Closed only when the sender stops: the lease runs out.
+                let _ = ends.send((ended, permit));
             });
         }
     }
 }
 
+/// Records the ends of attempts, all that are waiting in one call, and then frees their slots.
+async fn record(store: &SharedStorage, mut ended: UnboundedReceiver<Finished>) {
+    let mut batch = Vec::with_capacity(CONCURRENCY);
+    while ended.recv_many(&mut batch, CONCURRENCY).await > 0 {
+        let (ends, slots): (Vec<Ended>, Vec<OwnedSemaphorePermit>) = batch.drain(..).unzip();
+        let count = ends.len();
+        if let Err(error) = store.finish_deliveries(ends).await {
+            // Their leases run out and they are claimed again: at least once.
+            tracing::warn!(error = ?error, count, "the ends of webhook deliveries cannot be recorded");
+        }
+        drop(slots);
+    }
+}
+
 impl Sender {
-    /// One attempt of one delivery, and its outcome told to the store.
-    async fn attempt(&self, delivery: Delivery) {
-        let data = match delivery.event {
-            WebhookEvent::Deleted => json!({"id": delivery.visitor_id.get()}),
-            WebhookEvent::Created | WebhookEvent::Updated => {
-                let visitor = {
-                    let _call = self.store_calls.acquire().await;
-                    self.store.get(delivery.visitor_id).await
-                };
-                match visitor {
-                    Ok(stored) => json!(stored.visitor),
-                    // Erased before it could be sent: its erasure follows.
-                    Err(StoreError::NotFound) => {
-                        self.finish(&delivery, DeliveryOutcome::Dropped, None).await;
-                        return;
-                    }
-                    // The lease runs out and it is claimed again.
-                    Err(error) => {
-                        tracing::warn!(%error, delivery = delivery.id, "a webhook delivery's visitor cannot be read");
-                        return;
-                    }
-                }
+    /// One attempt of one delivery, and how it ended.
+    async fn attempt(&self, delivery: Delivery) -> Ended {
+        let data = match (delivery.event, &delivery.visitor) {
+            (WebhookEvent::Deleted, _) => json!({"id": delivery.visitor_id.get()}),
+            (WebhookEvent::Created | WebhookEvent::Updated, Some(visitor)) => json!(visitor),
+            // Erased before it could be sent: its erasure follows.
+            (WebhookEvent::Created | WebhookEvent::Updated, None) => {
+                return ended(delivery, DeliveryOutcome::Dropped, None);
             }
         };
         let body = json!({
@@ -217,8 +223,7 @@ impl Sender {
                 webhook = delivery.webhook_id,
                 "a webhook's secret cannot sign"
             );
-            self.finish(&delivery, DeliveryOutcome::GaveUp, None).await;
-            return;
+            return ended(delivery, DeliveryOutcome::GaveUp, None);
         };
         let answer = self
             .client
@@ -276,20 +281,15 @@ impl Sender {
             }
             _ => {}
         }
-        self.finish(&delivery, outcome, Some(result)).await;
+        ended(delivery, outcome, Some(result))
     }
+}
 
-    async fn finish(
-        &self,
-        delivery: &Delivery,
-        outcome: DeliveryOutcome,
-        result: Option<AttemptResult>,
-    ) {
-        let _call = self.store_calls.acquire().await;
-        if let Err(error) = self.store.finish_delivery(delivery, outcome, result).await {
-            // The lease runs out and the delivery is claimed again: at least once.
-            tracing::warn!(error = ?error, delivery = delivery.id, "a webhook delivery's outcome cannot be recorded");
-        }
+fn ended(delivery: Delivery, outcome: DeliveryOutcome, result: Option<AttemptResult>) -> Ended {
+    Ended {
+        delivery,
+        outcome,
+        result,
     }
 }
 
