@@ -166,6 +166,24 @@ async fn get(app: &TestApp, path: &str) -> Answer {
     app.send(app.admin(Method::GET, path)).await
 }
 
+/// The webhook's deliveries log once it holds `count` attempts: an attempt is logged after its
+/// receiver answered, with the other ends recorded at the time.
+async fn logged(app: &TestApp, id: &Value, count: usize) -> Vec<Value> {
+    let path = format!("{WEBHOOKS}/{id}/deliveries");
+    for _ in 0..1000 {
+        let log = get(app, &path).await;
+        let attempts = log.body["deliveries"].as_array().unwrap();
+        if attempts.len() >= count {
+            return attempts.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{path} never held {count} attempts: {:?}",
+        get(app, &path).await
+    );
+}
+
 /// Checks a delivery as a Standard Webhooks receiver does.
 fn verify(secret: &str, received: &Received) {
     let id = &received.headers["webhook-id"];
@@ -377,8 +395,7 @@ async fn every_change_reaches_the_receiver_signed_and_in_order(app: &TestApp) {
     let only_erasures = receiver.until("/erasures", |got| !got.is_empty()).await;
     assert_eq!(only_erasures.len(), 1);
     assert_eq!(only_erasures[0].body["type"], "visitor.deleted");
-    let log = get(app, &format!("{WEBHOOKS}/{}/deliveries", hook.body["id"])).await;
-    let attempts = log.body["deliveries"].as_array().unwrap();
+    let attempts = logged(app, &hook.body["id"], got.len()).await;
     assert_eq!(attempts.len(), got.len());
     let keys: Vec<&String> = attempts[0].as_object().unwrap().keys().collect();
     assert_eq!(
@@ -436,10 +453,8 @@ async fn failures_are_retried_and_a_410_disables_the_webhook(app: &TestApp) {
     );
     receiver.until("/gone", |got| got.len() == 1).await;
     // The deliveries log: newest first.
-    let log = get(app, &format!("{WEBHOOKS}/{flaky}/deliveries")).await;
-    let seen: Vec<(i64, i64)> = log.body["deliveries"]
-        .as_array()
-        .unwrap()
+    let seen: Vec<(i64, i64)> = logged(app, &flaky, 3)
+        .await
         .iter()
         .map(|a| {
             (
@@ -449,8 +464,7 @@ async fn failures_are_retried_and_a_410_disables_the_webhook(app: &TestApp) {
         })
         .collect();
     assert_eq!(seen, [(3, 200), (2, 503), (1, 500)]);
-    let log = get(app, &format!("{WEBHOOKS}/{gone}/deliveries")).await;
-    assert_eq!(log.body["deliveries"][0]["status"], 410);
+    assert_eq!(logged(app, &gone, 1).await[0]["status"], 410);
 
     // After the 410, the gone endpoint receives nothing more; the flaky one goes on.
     let second = app.created(&json!({"name": "Second"})).await["id"]
@@ -494,24 +508,11 @@ async fn an_unreachable_receiver_is_retried_then_given_up() {
         .body["id"]
         .clone();
     app.created(&json!({})).await;
-    let path = format!("{WEBHOOKS}/{id}/deliveries");
-    for _ in 0..1000 {
-        if get(&app, &path).await.body["deliveries"]
-            .as_array()
-            .unwrap()
-            .len()
-            == 4
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let log = get(&app, &path).await;
-    let attempts = log.body["deliveries"].as_array().unwrap();
+    let attempts = logged(&app, &id, 4).await;
     assert_eq!(
         attempts.len(),
         4,
-        "the first attempt and three retries: {log:?}"
+        "the first attempt and three retries: {attempts:?}"
     );
     assert!(attempts
         .iter()
@@ -539,7 +540,12 @@ async fn postgres_keeps_nothing_of_an_erased_visitor_in_the_log_or_the_deliverie
         .as_i64()
         .unwrap();
     assert_eq!(app.delete(id).await.status, StatusCode::NO_CONTENT);
-    for table in ["visitor_changes", "webhook_deliveries", "webhook_attempts"] {
+    for table in [
+        "visitor_changes",
+        "visitor_erasures",
+        "webhook_deliveries",
+        "webhook_attempts",
+    ] {
         let text: Option<String> = sqlx::query_scalar(&format!(
             "SELECT string_agg(t::text, ' ') FROM {table} AS t"
         ))

@@ -326,12 +326,12 @@ def main():
         log(f"feed: the reader's copy holds {len(copy)} visitors, equal to the service's, none of the "
             f"{len(traffic.erased)} erased")
         # Nothing of an erased visitor's data in the log or the deliveries.
-        for table in ("visitor_changes", "webhook_deliveries", "webhook_attempts"):
+        for table in ("visitor_changes", "visitor_erasures", "webhook_deliveries", "webhook_attempts"):
             found = sql(url, f"SELECT count(*) FROM {table} AS t WHERE t::text LIKE '%{MARK}%' OR t::text LIKE '%example.com%'")
             check(found == "0", f"{table} holds visitor data in {found} rows")
         erased_rows = sql(url, "SELECT count(*) FROM visitor_changes WHERE erased")
         log(f"database: {erased_rows} erasures in the change log, each only an id and a time; no visitor data "
-            "in visitor_changes, webhook_deliveries or webhook_attempts")
+            "in visitor_changes, visitor_erasures, webhook_deliveries or webhook_attempts")
         a.stop()
         b.stop()
     receiver.stop()

@@ -1,5 +1,6 @@
-//! [`WebhookStore`] on PostgreSQL (migration `20261210000001`): deliveries are rows the change
-//! log's trigger writes in the transaction of the change; senders claim them for a lease with
+//! [`WebhookStore`] on PostgreSQL (migrations `20261210000001` and `20261212000001`):
+//! deliveries are rows triggers write in the transaction of the change (those of creations and
+//! updates only while a webhook is registered); senders claim them for a lease with
 //! `FOR UPDATE SKIP LOCKED`, only the oldest of a visitor's deliveries to a webhook at a time,
 //! each read with its visitor's state in the same statement; ends of attempts are applied a
 //! batch at a time by one call (migration `20261211000001`).
@@ -55,10 +56,9 @@ impl WebhookStore for PgStore {
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
         self.migrate().await?;
         let events: Vec<&str> = new.events.iter().map(|event| event.as_str()).collect();
-        let sql = format!(
-            "INSERT INTO webhooks (url, events, description, secret) VALUES ($1, $2, $3, $4)
-             RETURNING {WEBHOOK_COLUMNS}"
-        );
+        // register_webhook (migration 20261212000001) also switches on the triggers that write
+        // the deliveries of creations and updates.
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM register_webhook($1, $2, $3, $4)");
         let statement = sqlx::query(&sql)
             .bind(&new.url)
             .bind(&events)
@@ -89,10 +89,11 @@ impl WebhookStore for PgStore {
 
     async fn delete_webhook(&self, id: i64) -> Result<(), StoreError> {
         self.migrate().await?;
-        let statement = sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id);
-        let done =
-            on_connection!(self, |connection| statement.execute(connection)).map_err(translate)?;
-        if done.rows_affected() == 0 {
+        // unregister_webhook switches those triggers off when it removes the last webhook.
+        let statement = sqlx::query_scalar("SELECT unregister_webhook($1)").bind(id);
+        let removed: bool = on_connection!(self, |connection| statement.fetch_one(connection))
+            .map_err(translate)?;
+        if !removed {
             return Err(StoreError::NotFound);
         }
         Ok(())

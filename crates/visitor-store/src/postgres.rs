@@ -3,6 +3,7 @@
 //! a version column bumped by every change, keyset pages over indexes, and the idempotency
 //! records in a table of their own.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -174,6 +175,65 @@ pub(crate) use on_connection;
 
 /// The columns of a visitor, in every statement that returns one.
 const COLUMNS: &str = "id, name, email, phone, notes, external_id, banned, created, version";
+
+/// A visitor's values after a merge (Update's and create_or_update's): `$2`–`$9` are whether
+/// name is sent and its value, the same for email and phone, then banned and created (`NULL`
+/// when not sent).
+const MERGED: &str = "CASE WHEN $2 THEN $3 ELSE name END,
+                      CASE WHEN $4 THEN $5 ELSE email END,
+                      CASE WHEN $6 THEN $7 ELSE phone END,
+                      COALESCE($8, banned),
+                      COALESCE($9, created)";
+
+/// The merge's assignment, and its condition: it changes something.
+static MERGE: LazyLock<(String, String)> = LazyLock::new(|| {
+    (
+        format!("(name, email, phone, banned, created) = ({MERGED})"),
+        format!("({MERGED}) IS DISTINCT FROM (name, email, phone, banned, created)"),
+    )
+});
+
+/// Update's statement. The merge, the version check and the read-only comparisons happen under
+/// the row lock, so concurrent updates of different keys all persist and of two updates
+/// expecting one version only the first succeeds. The version grows, and the visitor's change
+/// moves to a new position in the change log, only when a value changes.
+static UPDATE_IF: LazyLock<String> = LazyLock::new(|| {
+    let (merge, changes) = &*MERGE;
+    format!(
+        "UPDATE visitors SET
+             {merge},
+             version = version + CASE WHEN {changes} THEN 1 ELSE 0 END,
+             changed_at = CASE WHEN {changes} THEN now() ELSE changed_at END,
+             change_transaction = CASE WHEN {changes} THEN pg_current_xact_id()
+                                       ELSE change_transaction END,
+             change_sequence = CASE WHEN {changes} THEN nextval('visitor_change_sequence')
+                                    ELSE change_sequence END
+         WHERE id = $1
+           AND ($10 OR external_id IS NOT DISTINCT FROM $11)
+           AND ($12 OR notes IS NOT DISTINCT FROM $13)
+           AND ($14::bigint[] IS NULL OR version = ANY($14))
+         RETURNING {COLUMNS}"
+    )
+});
+
+/// create_or_update's statement for a visitor that exists and that the body changes.
+static UPDATE_BY_EXTERNAL_ID: LazyLock<String> = LazyLock::new(|| {
+    let (merge, changes) = &*MERGE;
+    format!(
+        "UPDATE visitors SET
+             {merge},
+             version = version + 1,
+             changed_at = now(),
+             change_transaction = pg_current_xact_id(),
+             change_sequence = nextval('visitor_change_sequence')
+         WHERE external_id = $1
+           AND (NOT $10 OR notes IS NOT DISTINCT FROM $11)
+           AND ($12::bigint[] IS NULL OR (id, version) IN (
+                    SELECT * FROM unnest($12::bigint[], $13::bigint[])))
+           AND {changes}
+         RETURNING {COLUMNS}"
+    )
+});
 
 impl PgStore {
     /// A store for the database at `url`. Fails only when the URL cannot be parsed; the
@@ -356,54 +416,32 @@ impl VisitorStore for PgStore {
             patch.apply_to(&stored).map_err(StoreError::Invalid)?;
             return Ok(stored);
         }
-        // One statement: the merge, the version check and the read-only comparisons happen
-        // under the row lock, so concurrent updates of different keys all persist and of two
-        // updates expecting one version only the first succeeds. The version grows only when
-        // a value changes.
         let (set_name, name) = column_change(&patch.name);
         let (set_email, email) = column_change(&patch.email);
         let (set_phone, phone) = column_change(&patch.phone);
         let (any_external_id, external_id) = expected_value(&patch.external_id);
         let (any_notes, notes) = expected_value(&patch.notes);
         let versions = condition.versions();
-        let row = on_connection!(self, |connection| sqlx::query_as!(
-            VisitorRow,
-            "UPDATE visitors SET
-                 name = CASE WHEN $2 THEN $3 ELSE name END,
-                 email = CASE WHEN $4 THEN $5 ELSE email END,
-                 phone = CASE WHEN $6 THEN $7 ELSE phone END,
-                 banned = COALESCE($8, banned),
-                 created = COALESCE($9, created),
-                 version = version + CASE
-                     WHEN (CASE WHEN $2 THEN $3 ELSE name END,
-                           CASE WHEN $4 THEN $5 ELSE email END,
-                           CASE WHEN $6 THEN $7 ELSE phone END,
-                           COALESCE($8, banned),
-                           COALESCE($9, created))
-                          IS DISTINCT FROM (name, email, phone, banned, created)
-                     THEN 1 ELSE 0 END
-             WHERE id = $1
-               AND ($10 OR external_id IS NOT DISTINCT FROM $11)
-               AND ($12 OR notes IS NOT DISTINCT FROM $13)
-               AND ($14::bigint[] IS NULL OR version = ANY($14))
-             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
-            id.get(),
-            set_name,
-            name,
-            set_email,
-            email,
-            set_phone,
-            phone,
-            patch.banned,
-            patch.created.map(Created::get),
-            any_external_id,
-            external_id,
-            any_notes,
-            notes,
-            versions.as_deref(),
-        )
-        .fetch_optional(connection))
-        .map_err(translate)?;
+        let statement = sqlx::query(&UPDATE_IF)
+            .bind(id.get())
+            .bind(set_name)
+            .bind(name)
+            .bind(set_email)
+            .bind(email)
+            .bind(set_phone)
+            .bind(phone)
+            .bind(patch.banned)
+            .bind(patch.created.map(Created::get))
+            .bind(any_external_id)
+            .bind(external_id)
+            .bind(any_notes)
+            .bind(notes)
+            .bind(versions.as_deref());
+        let row = on_connection!(self, |connection| statement.fetch_optional(connection))
+            .map_err(translate)?
+            .map(|row| VisitorRow::decode(&row))
+            .transpose()
+            .map_err(translate)?;
         match row {
             Some(row) => row.try_into(),
             None => Err(self.refusal(id, &patch, condition).await),
@@ -451,39 +489,20 @@ impl VisitorStore for PgStore {
         // The usual case of a sync — the visitor exists and the body changes something — is one
         // UPDATE by external_id, as Update's own statement is; every other case (a new
         // visitor, nothing to change, a refusal to explain) goes through the function.
-        let changed = sqlx::query(
-            "UPDATE visitors SET
-                 name = CASE WHEN $2 THEN $3 ELSE name END,
-                 email = CASE WHEN $4 THEN $5 ELSE email END,
-                 phone = CASE WHEN $6 THEN $7 ELSE phone END,
-                 banned = COALESCE($8, banned),
-                 created = COALESCE($9, created),
-                 version = version + 1
-             WHERE external_id = $1
-               AND (NOT $10 OR notes IS NOT DISTINCT FROM $11)
-               AND ($12::bigint[] IS NULL OR (id, version) IN (
-                        SELECT * FROM unnest($12::bigint[], $13::bigint[])))
-               AND (CASE WHEN $2 THEN $3 ELSE name END,
-                    CASE WHEN $4 THEN $5 ELSE email END,
-                    CASE WHEN $6 THEN $7 ELSE phone END,
-                    COALESCE($8, banned),
-                    COALESCE($9, created))
-                   IS DISTINCT FROM (name, email, phone, banned, created)
-             RETURNING id, name, email, phone, notes, external_id, banned, created, version",
-        )
-        .bind(line.external_id)
-        .bind(line.set_name)
-        .bind(line.name)
-        .bind(line.set_email)
-        .bind(line.email)
-        .bind(line.set_phone)
-        .bind(line.phone)
-        .bind(line.banned)
-        .bind(line.created)
-        .bind(line.notes_sent)
-        .bind(line.notes)
-        .bind(ids.as_deref())
-        .bind(versions.as_deref());
+        let changed = sqlx::query(&UPDATE_BY_EXTERNAL_ID)
+            .bind(line.external_id)
+            .bind(line.set_name)
+            .bind(line.name)
+            .bind(line.set_email)
+            .bind(line.email)
+            .bind(line.set_phone)
+            .bind(line.phone)
+            .bind(line.banned)
+            .bind(line.created)
+            .bind(line.notes_sent)
+            .bind(line.notes)
+            .bind(ids.as_deref())
+            .bind(versions.as_deref());
         let row = on_connection!(self, |connection| changed.fetch_optional(connection))
             .map_err(translate)?;
         if let Some(row) = row {
@@ -931,7 +950,7 @@ impl ChangeLog for PgStore {
         self.migrate().await?;
         let statement = sqlx::query(
             "WITH purged AS (
-                 DELETE FROM visitor_changes WHERE erased AND changed_at < $1
+                 DELETE FROM visitor_erasures WHERE changed_at < $1
                  RETURNING transaction, sequence
              ), moved AS (
                  UPDATE visitor_change_purges AS p

@@ -1,8 +1,9 @@
 //! Interleavings the conformance suite's races may or may not produce, made to happen here with
 //! a transaction held open: the Postgres idempotent create when a concurrent call records the
 //! key between its look and its insert, and an import whose new `external_id` a concurrent
-//! writer inserts between the import's look and its insert; and the change log's trap (a
-//! transaction that drew an earlier position committing after a later one was read).
+//! writer inserts between the import's look and its insert; the change log's trap (a
+//! transaction that drew an earlier position committing after a later one was read); and a
+//! webhook registered while a write is in flight.
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,7 +15,8 @@ use sqlx::PgPool;
 use visitor_domain::{BodyFingerprint, Name, NewVisitor, VisitorUpsert};
 use visitor_store::{
     ChangeCursor, ChangeLog, ChangePage, ChangeStart, IdempotencyKey, IdempotencyPolicy,
-    IdempotencyStore, Idempotent, ImportLine, PgStore, Upserted, VisitorStore,
+    IdempotencyStore, Idempotent, ImportLine, NewWebhook, PgStore, Upserted, VisitorStore,
+    WebhookEvent, WebhookStore,
 };
 
 /// Sessions of this database waiting for a lock.
@@ -265,4 +267,35 @@ async fn a_change_waits_behind_an_older_transaction_still_in_flight(pool: PgPool
     held.commit().await.unwrap();
     let (read, _) = read_on(&store, ChangeCursor::default()).await;
     assert_eq!(read, [held_visitor, later]);
+}
+
+/// Registering a webhook waits for the writes in flight: a write either ended before the
+/// registration (it is not for the webhook) or comes after it and is delivered.
+#[sqlx::test(migrations = false)]
+async fn a_webhook_registered_while_a_write_is_in_flight_waits_for_it(pool: PgPool) {
+    let store = Arc::new(PgStore::from_pool(&pool));
+    store.migrate().await.unwrap();
+    let mut writer = pool.begin().await.unwrap();
+    insert_visitor(&mut writer, "Before").await;
+    let registering = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .create_webhook(NewWebhook {
+                    url: "http://127.0.0.1:9/".into(),
+                    events: WebhookEvent::ALL.to_vec(),
+                    description: None,
+                    secret: "whsec_c2VjcmV0".into(),
+                })
+                .await
+                .unwrap()
+        }
+    });
+    until_one_waits(&pool, "the registration never waited for the write").await;
+    assert!(!registering.is_finished());
+    writer.commit().await.unwrap();
+    registering.await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+    store.create(NewVisitor::default()).await.unwrap();
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1);
 }
