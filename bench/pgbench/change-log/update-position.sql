@@ -1,0 +1,23 @@
+-- The store's Update moving the visitor's position itself (only a change is benchmarked here).
+\set id random(1, :ids)
+\set n random(1, 1000000)
+UPDATE visitors SET
+    name = CASE WHEN true THEN 'Name ' || :n ELSE name END,
+    email = CASE WHEN false THEN NULL ELSE email END,
+    phone = CASE WHEN false THEN NULL ELSE phone END,
+    banned = COALESCE(NULL::boolean, banned),
+    created = COALESCE(NULL::timestamptz, created),
+    changed_at = now(), change_transaction = pg_current_xact_id(), change_sequence = nextval($$visitor_change_sequence$$),
+    version = version + CASE
+        WHEN (CASE WHEN true THEN 'Name ' || :n ELSE name END,
+              CASE WHEN false THEN NULL ELSE email END,
+              CASE WHEN false THEN NULL ELSE phone END,
+              COALESCE(NULL::boolean, banned),
+              COALESCE(NULL::timestamptz, created))
+             IS DISTINCT FROM (name, email, phone, banned, created)
+        THEN 1 ELSE 0 END
+WHERE id = :id
+  AND (true OR external_id IS NOT DISTINCT FROM NULL)
+  AND (true OR notes IS NOT DISTINCT FROM NULL)
+  AND (NULL::bigint[] IS NULL OR version = ANY(NULL::bigint[]))
+RETURNING id, name, email, phone, notes, external_id, banned, created, version;
