@@ -8,8 +8,8 @@
 -- writer's pg_current_xact_id(), and the feed hands out only those below the horizon.
 --
 -- Webhook deliveries are still written by statement triggers in the change's transaction; the
--- insert and update ones are enabled only while a webhook is registered (register_webhook and
--- unregister_webhook below), so that writes pay nothing for webhooks when there are none.
+-- insert and update ones are enabled only while a webhook is registered (a trigger on webhooks
+-- switches them), so that writes pay nothing for webhooks when there are none.
 
 DROP TRIGGER visitors_inserted ON visitors;
 DROP TRIGGER visitors_updated ON visitors;
@@ -120,40 +120,27 @@ CREATE TRIGGER visitors_updated_deliveries AFTER UPDATE ON visitors
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION deliver_visitor_changes();
 
--- Registering and unregistering a webhook switch those two triggers on and off. Both first
--- take a lock on visitors that waits for the writes in flight and holds new ones back until
--- they commit: a write either ended before the webhook was registered (not for it) or sees it
--- and its trigger; and of a registration and an unregistration at once, the second sees what
--- the first left.
-CREATE FUNCTION register_webhook(p_url text, p_events text[], p_description text, p_secret text)
-RETURNS SETOF webhooks LANGUAGE plpgsql AS $$
+-- Registering the first webhook switches those two triggers on, removing the last one switches
+-- them off, whoever does it (the store, the version before during a rolling upgrade, an
+-- operator's SQL). The switch first takes a lock on visitors that waits for the writes in flight
+-- and holds new ones back until it commits: a write either ended before the webhook was
+-- registered (it is not for it) or sees the webhook and the trigger; and of a registration and
+-- a removal at once, the second sees what the first left.
+CREATE FUNCTION switch_delivery_triggers() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     LOCK TABLE visitors IN SHARE ROW EXCLUSIVE MODE;
-    ALTER TABLE visitors ENABLE TRIGGER visitors_created_deliveries,
-                         ENABLE TRIGGER visitors_updated_deliveries;
-    RETURN QUERY
-        WITH registered AS (
-            INSERT INTO webhooks (url, events, description, secret)
-            VALUES (p_url, p_events, p_description, p_secret)
-            RETURNING *)
-        SELECT * FROM registered;
-END
-$$;
-
-CREATE FUNCTION unregister_webhook(p_id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    LOCK TABLE visitors IN SHARE ROW EXCLUSIVE MODE;
-    DELETE FROM webhooks WHERE id = p_id;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM webhooks) THEN
+    IF EXISTS (SELECT 1 FROM webhooks) THEN
+        ALTER TABLE visitors ENABLE TRIGGER visitors_created_deliveries,
+                             ENABLE TRIGGER visitors_updated_deliveries;
+    ELSE
         ALTER TABLE visitors DISABLE TRIGGER visitors_created_deliveries,
                              DISABLE TRIGGER visitors_updated_deliveries;
     END IF;
-    RETURN true;
+    RETURN NULL;
 END
 $$;
+CREATE TRIGGER webhooks_switch_delivery_triggers AFTER INSERT OR DELETE ON webhooks
+    FOR EACH STATEMENT EXECUTE FUNCTION switch_delivery_triggers();
 
 DO $$
 BEGIN

@@ -56,9 +56,12 @@ impl WebhookStore for PgStore {
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
         self.migrate().await?;
         let events: Vec<&str> = new.events.iter().map(|event| event.as_str()).collect();
-        // register_webhook (migration 20261212000001) also switches on the triggers that write
-        // the deliveries of creations and updates.
-        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM register_webhook($1, $2, $3, $4)");
+        // The first webhook also switches on the triggers that write the deliveries of
+        // creations and updates (migration 20261212000001).
+        let sql = format!(
+            "INSERT INTO webhooks (url, events, description, secret) VALUES ($1, $2, $3, $4)
+             RETURNING {WEBHOOK_COLUMNS}"
+        );
         let statement = sqlx::query(&sql)
             .bind(&new.url)
             .bind(&events)
@@ -89,11 +92,11 @@ impl WebhookStore for PgStore {
 
     async fn delete_webhook(&self, id: i64) -> Result<(), StoreError> {
         self.migrate().await?;
-        // unregister_webhook switches those triggers off when it removes the last webhook.
-        let statement = sqlx::query_scalar("SELECT unregister_webhook($1)").bind(id);
-        let removed: bool = on_connection!(self, |connection| statement.fetch_one(connection))
-            .map_err(translate)?;
-        if !removed {
+        // The last one switches them off.
+        let statement = sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id);
+        let done =
+            on_connection!(self, |connection| statement.execute(connection)).map_err(translate)?;
+        if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())

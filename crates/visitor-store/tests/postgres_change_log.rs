@@ -104,4 +104,20 @@ async fn deliveries_are_written_only_while_a_webhook_is_registered(pool: PgPool)
     assert!(store.delete_webhook(second.id).await.is_err());
     assert_eq!(delivery_triggers_on(&pool).await, off);
     assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+
+    // Whoever registers or removes one: the version before during a rolling upgrade, an
+    // operator's SQL.
+    sqlx::query(
+        "INSERT INTO webhooks (url, events, secret)
+         VALUES ('http://127.0.0.1:9/c', '{visitor.created}', 'whsec_c2VjcmV0')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(delivery_triggers_on(&pool).await, on);
+    sqlx::query("DELETE FROM webhooks")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(delivery_triggers_on(&pool).await, off);
 }
