@@ -193,7 +193,9 @@ def pgbench(url, workload, connections, seconds, ids=SEEDED, after=0, defines=()
                    "-c", str(connections), "-j", "1", "-T", str(seconds), "-D", f"ids={ids}",
                    "-D", f"after={after}", *[arg for d in defines for arg in ("-D", d)],
                    "-l", "--log-prefix", f"{logs}/pgbench", *scripts, url]
-        result = subprocess.run(command, capture_output=True, text=True)
+        # The session settings the service's store gives each connection (no JIT).
+        env = dict(os.environ, PGOPTIONS="-c jit=off")
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             sys.exit(f"pgbench failed: {result.stdout}{result.stderr}")
         latencies = []

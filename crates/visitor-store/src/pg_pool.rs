@@ -46,9 +46,11 @@ struct Connector {
     ping_idle_after: Duration,
     idle_timeout: Duration,
     max_lifetime: Duration,
-    /// `SET statement_timeout = …` for a new connection, set once per session (not as a
-    /// startup parameter, which PgBouncer refuses).
-    set_statement_timeout: String,
+    /// The settings of a new connection, set once per session (not as startup parameters,
+    /// which PgBouncer refuses): the statement timeout, and no JIT compilation — the store's
+    /// statements are short, and a planner's over-estimate (the feed's one-row table of purges)
+    /// had PostgreSQL compile a page's query for 300 ms that then ran in 7.
+    set_session: String,
 }
 
 impl managed::Manager for Connector {
@@ -57,7 +59,7 @@ impl managed::Manager for Connector {
 
     async fn create(&self) -> Result<PgConnection, sqlx::Error> {
         let mut connection = PgConnection::connect_with(&self.connect).await?;
-        sqlx::query(&self.set_statement_timeout)
+        sqlx::query(&self.set_session)
             .execute(&mut connection)
             .await?;
         Ok(connection)
@@ -122,8 +124,8 @@ impl Pool {
             ping_idle_after: options.ping_idle_after,
             idle_timeout: options.idle_timeout,
             max_lifetime: options.max_lifetime,
-            set_statement_timeout: format!(
-                "SET statement_timeout = {}",
+            set_session: format!(
+                "SELECT set_config('statement_timeout', '{}', false), set_config('jit', 'off', false)",
                 options.statement_timeout.as_millis()
             ),
         };
@@ -368,7 +370,7 @@ mod tests {
             ping_idle_after: ping_after,
             idle_timeout: timeout,
             max_lifetime: lifetime,
-            set_statement_timeout: String::new(),
+            set_session: String::new(),
         };
         let nano = Duration::from_nanos(1);
         let young = Duration::ZERO;
@@ -382,8 +384,9 @@ mod tests {
         assert_eq!(connector.check(Duration::ZERO, lifetime), Check::Replace);
     }
 
-    /// Every connection runs with the statement timeout; a statement past it is cancelled by
-    /// the server, and the connection that ran it is not used again.
+    /// Every connection runs with the statement timeout and without JIT compilation; a
+    /// statement past the timeout is cancelled by the server, and the connection that ran it
+    /// is not used again.
     #[sqlx::test(migrations = false)]
     async fn statements_are_bounded_and_a_cancelled_one_spends_its_connection(test_pool: PgPool) {
         let mut options = options(1, Duration::MAX, Duration::MAX);
@@ -395,6 +398,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bound, "200ms");
+        let jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(lease.get())
+            .await
+            .unwrap();
+        assert_eq!(jit, "off");
         let first = backend_pid(&mut lease).await;
         let slow = sqlx::query("SELECT pg_sleep(5)").execute(lease.get()).await;
         let code = match &slow {
