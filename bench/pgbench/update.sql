@@ -1,11 +1,15 @@
 \set id random(1, :ids)
 \set n random(1, 1000000)
 UPDATE visitors SET
-    name = CASE WHEN true THEN 'Name ' || :n ELSE name END,
-    email = CASE WHEN false THEN NULL ELSE email END,
-    phone = CASE WHEN false THEN NULL ELSE phone END,
-    banned = COALESCE(NULL::boolean, banned),
-    created = COALESCE(NULL::timestamptz, created),
+    (name, email, phone, banned, created) = (
+        CASE WHEN true THEN 'Name ' || :n ELSE name END,
+        CASE WHEN false THEN NULL ELSE email END,
+        CASE WHEN false THEN NULL ELSE phone END,
+        COALESCE(NULL::boolean, banned),
+        COALESCE(NULL::timestamptz, created)),
+    changed_at = CASE WHEN ('Name ' || :n, email, phone, banned, created) IS DISTINCT FROM (name, email, phone, banned, created) THEN now() ELSE changed_at END,
+    change_transaction = CASE WHEN ('Name ' || :n, email, phone, banned, created) IS DISTINCT FROM (name, email, phone, banned, created) THEN pg_current_xact_id() ELSE change_transaction END,
+    change_sequence = CASE WHEN ('Name ' || :n, email, phone, banned, created) IS DISTINCT FROM (name, email, phone, banned, created) THEN nextval('visitor_change_sequence') ELSE change_sequence END,
     version = version + CASE
         WHEN (CASE WHEN true THEN 'Name ' || :n ELSE name END,
               CASE WHEN false THEN NULL ELSE email END,

@@ -1,4 +1,5 @@
--- The store's Create with its change-log entry written by the statement itself.
+-- The store's Create with its change-log entry written by the statement itself (variant
+-- "with" of run.sh).
 WITH v AS (
 INSERT INTO visitors (name, email, phone, notes, external_id, banned, created)
 VALUES ('Visitor', 'visitor@example.com', '+65 12345678', 'This visitor is really cool.', NULL, false, date_trunc('second', now()))
