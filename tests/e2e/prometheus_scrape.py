@@ -127,11 +127,14 @@ def main():
             log(f"requests by status, as Prometheus has them: {counts(result)} "
                 f"(sent: {expected})")
 
-            quantiles = wait_for(port, P99, lambda r: any(
-                q["metric"].get("http_route") == "/api/v2/chat/visitors/{visitor_id}"
-                and q["value"][1] not in ("NaN", "+Inf") for q in r))
+            # Both routes, once Prometheus has scraped each one's requests changing (until then
+            # a route's rate is 0 and its quantile NaN).
+            measured = ("/api/v2/chat/visitors", "/api/v2/chat/visitors/{visitor_id}")
+            quantiles = wait_for(port, P99, lambda r: all(any(
+                q["metric"].get("http_route") == route and q["value"][1] not in ("NaN", "+Inf")
+                for q in r) for route in measured))
             by_route = {q["metric"].get("http_route"): q["value"][1] for q in quantiles}
-            for route in ("/api/v2/chat/visitors", "/api/v2/chat/visitors/{visitor_id}"):
+            for route in measured:
                 value = by_route.get(route)
                 check(value not in (None, "NaN", "+Inf"), f"no p99 for {route}: {by_route}")
                 check(0 < float(value) < 1.0, f"p99 of {route} is {value} s")
